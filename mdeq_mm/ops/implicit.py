@@ -1,0 +1,279 @@
+# Copyright (c) mdeq_mm authors. All rights reserved.
+"""The implicit (deep-equilibrium) layer and its gradient strategies.
+
+:class:`ImplicitLayer` owns no weights. It is called with a closure
+``f(z_list) -> z_list`` over the input injection and the parameters, and an
+initial state. It finds z* = f(z*) without building a graph, then attaches
+gradients by one of three strategies:
+
+* ``'ift'``: exact implicit gradient. The output is z⁺ = f(z*), tracked by
+  autograd; during backward the incoming gradient g is replaced by the
+  solution of w = w J_f(z*) + g, found by a backward solver through
+  vector-Jacobian products on the graph of that single application (no
+  parameter copies, no re-evaluation of f). Autograd then carries w through
+  the same application to the parameters and the injection. If the backward
+  solve never improves on its start (w = 0) or returns a non-finite value, the
+  affected samples fall back to the one-step (phantom, k=1) gradient w = g,
+  with a warning, and the fallback is counted in the statistics.
+* ``'phantom'``: k damped steps z ← (1 − tau) z + tau f(z) from z*, tracked;
+  k = 1 with tau = 1 is the Jacobian-free one-step gradient.
+* ``'unrolled'``: f applied ``depth`` times from the initial state with
+  ordinary backprop (the weight-tied warm-up mode); no solver.
+
+When grad mode is off (evaluation, frozen models) the solver's z* is returned
+and no graph is built. The multiscale state is packed into one float32
+(B, D) tensor for the solver, so solver arithmetic stays in float32 under
+autocast; f itself runs under whatever autocast state is active.
+"""
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from .solvers import CONVERGED, SolverStats, check_solver_cfg, solve
+
+GRAD_MODES = ('ift', 'phantom', 'unrolled')
+GRAD_OPTIONS = {
+    'ift': ('solver', 'solver_cfg'),
+    'phantom': ('k', 'tau'),
+    'unrolled': ('depth', ),
+}
+
+
+class StatePacker:
+    """Packs a list of (B, C_i, H_i, W_i) tensors into one (B, D) tensor.
+
+    Unpacking returns views (no copies); packing concatenates once.
+
+    Args:
+        shapes (Sequence[torch.Size]): per-scale shapes without the batch.
+    """
+
+    def __init__(self, shapes: Sequence[Sequence[int]]):
+        self.shapes = [tuple(s) for s in shapes]
+        self.sizes = [int(torch.Size(s).numel()) for s in self.shapes]
+        self.dim = sum(self.sizes)
+
+    @classmethod
+    def like(cls, tensors: Sequence[Tensor]) -> 'StatePacker':
+        return cls([t.shape[1:] for t in tensors])
+
+    def pack(self, tensors: Sequence[Tensor],
+             dtype: Optional[torch.dtype] = None) -> Tensor:
+        flat = [t.reshape(t.shape[0], -1) for t in tensors]
+        if dtype is not None:
+            flat = [t.to(dtype) for t in flat]
+        return flat[0] if len(flat) == 1 else torch.cat(flat, dim=1)
+
+    def unpack(self, z: Tensor) -> List[Tensor]:
+        parts = torch.split(z, self.sizes, dim=1)
+        return [p.view(z.shape[0], *s) for p, s in zip(parts, self.shapes)]
+
+    def per_scale_norm(self, z: Tensor) -> Tensor:
+        """‖z_i‖ per sample and scale, shape (B, n_scales)."""
+        return torch.stack([
+            torch.linalg.vector_norm(p, dim=1)
+            for p in torch.split(z, self.sizes, dim=1)
+        ], 1)
+
+
+@dataclass
+class DEQStats:
+    """What one implicit-layer call did (tensors are per sample).
+
+    Attributes:
+        mode (str): 'ift', 'phantom', 'unrolled' or 'solve' (no graph).
+        forward (SolverStats | None): forward solve statistics.
+        rel_residual_per_scale (Tensor | None): (B, n_scales) relative
+            residual ‖f(z)_i − z_i‖ / ‖f(z)_i‖ at the returned state.
+        backward (SolverStats | None): backward solve statistics, filled in
+            during backward ('ift' only).
+        fallback (int): samples whose backward solve failed and fell back to
+            the one-step gradient (filled in during backward).
+        nfev_unrolled (int): f applications with grad in this call.
+    """
+    mode: str
+    forward: Optional[SolverStats] = None
+    rel_residual_per_scale: Optional[Tensor] = None
+    backward: Optional[SolverStats] = None
+    fallback: int = 0
+    nfev_unrolled: int = 0
+    extra: Dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> Dict[str, float]:
+        """Scalars for logging (host syncs; call after backward)."""
+        out = {}
+        if self.forward is not None:
+            out.update({f'fwd_{k}': v
+                        for k, v in self.forward.summary().items()})
+        if self.rel_residual_per_scale is not None:
+            means = self.rel_residual_per_scale.mean(0).tolist()
+            out.update({f'fwd_rel_residual_s{i}': v
+                        for i, v in enumerate(means)})
+        if self.backward is not None:
+            out.update({f'bwd_{k}': v
+                        for k, v in self.backward.summary().items()})
+            out['bwd_fallback'] = float(self.fallback)
+        out['nfev_tracked'] = float(self.nfev_unrolled)
+        out.update(self.extra)
+        return out
+
+
+class _AdjointSolve(torch.autograd.Function):
+    """Identity forward; backward solves w = w J + g for the gradient."""
+
+    @staticmethod
+    def forward(ctx, z_out, vjp, solver, solver_cfg, stats):
+        ctx.vjp, ctx.solver, ctx.solver_cfg = vjp, solver, solver_cfg
+        ctx.stats = stats
+        return z_out.view_as(z_out)
+
+    @staticmethod
+    def backward(ctx, grad):
+        g = grad.detach()
+        dtype = torch.float64 if g.dtype == torch.float64 else torch.float32
+
+        def adjoint(w):
+            return ctx.vjp(w.to(grad.dtype)).to(dtype) + g.to(dtype)
+
+        w, bstats = solve(ctx.solver, adjoint, torch.zeros_like(g, dtype=dtype),
+                          **ctx.solver_cfg)
+        bstats.fz = None
+        # A solve that never beats w = 0 (in absolute residual, whatever
+        # the stop mode) would silently zero or corrupt the gradient: fall
+        # back to the one-step gradient instead.
+        failed = ((bstats.abs_lowest >= bstats.abs_trace[:, 0]) &
+                  (bstats.reason != CONVERGED))
+        failed |= ~torch.isfinite(w).all(1)
+        n_failed = int(failed.sum())
+        if n_failed:
+            warnings.warn(
+                f'DEQ backward solve did not improve on its start for '
+                f'{n_failed}/{g.shape[0]} sample(s); using the one-step '
+                '(phantom) gradient for them. Consider a warm-up phase, a '
+                'larger backward budget or Jacobian regularisation.')
+            w = torch.where(failed[:, None], g.to(dtype), w)
+        ctx.stats.backward = bstats
+        ctx.stats.fallback = n_failed
+        return w.to(grad.dtype), None, None, None, None
+
+
+class ImplicitLayer:
+    """Fixed-point solve plus a gradient strategy; owns no weights.
+
+    Args:
+        solver (str): forward solver name ('broyden', 'anderson',
+            'fixed_point' or any registered one).
+        solver_cfg (dict): forward solver options in training.
+        eval_solver_cfg (dict | None): options in evaluation (grad off);
+            None reuses ``solver_cfg``.
+        grad (str): 'ift', 'phantom' or 'unrolled'.
+        grad_cfg (dict): options of the gradient strategy:
+            'ift': solver (str, default 'broyden'), solver_cfg (dict);
+            'phantom': k (int, default 1), tau (float, default 1.0);
+            'unrolled': depth (int, default 5).
+    """
+
+    def __init__(self,
+                 solver: str = 'broyden',
+                 solver_cfg: Optional[dict] = None,
+                 eval_solver_cfg: Optional[dict] = None,
+                 grad: str = 'ift',
+                 grad_cfg: Optional[dict] = None):
+        self.solver = solver
+        self.solver_cfg = dict(solver_cfg or {})
+        self.eval_solver_cfg = (None if eval_solver_cfg is None else
+                                dict(eval_solver_cfg))
+        check_solver_cfg(solver, self.solver_cfg)
+        if self.eval_solver_cfg is not None:
+            check_solver_cfg(solver, self.eval_solver_cfg)
+        self.set_grad(grad, grad_cfg)
+
+    def set_grad(self, grad: str, grad_cfg: Optional[dict] = None) -> None:
+        """Switch the gradient strategy (validated)."""
+        if grad not in GRAD_MODES:
+            raise ValueError(f'unknown gradient strategy {grad!r}; valid: '
+                             f'{list(GRAD_MODES)}')
+        grad_cfg = dict(grad_cfg or {})
+        unknown = sorted(set(grad_cfg) - set(GRAD_OPTIONS[grad]))
+        if unknown:
+            raise ValueError(f'unknown option(s) {unknown} for gradient '
+                             f'{grad!r}; valid options: '
+                             f'{list(GRAD_OPTIONS[grad])}')
+        if grad == 'ift':
+            grad_cfg.setdefault('solver', 'broyden')
+            grad_cfg.setdefault('solver_cfg', {})
+            check_solver_cfg(grad_cfg['solver'], grad_cfg['solver_cfg'])
+        elif grad == 'phantom':
+            grad_cfg.setdefault('k', 1)
+            grad_cfg.setdefault('tau', 1.0)
+            if grad_cfg['k'] < 1 or not 0 < grad_cfg['tau'] <= 1:
+                raise ValueError('phantom gradient needs k >= 1 and '
+                                 f'0 < tau <= 1, got {grad_cfg}')
+        else:
+            grad_cfg.setdefault('depth', 5)
+            if grad_cfg['depth'] < 1:
+                raise ValueError(f'unrolled depth must be >= 1: {grad_cfg}')
+        self.grad, self.grad_cfg = grad, grad_cfg
+
+    def __call__(self, f: Callable[[List[Tensor]], List[Tensor]],
+                 z0: Sequence[Tensor]) -> Tuple[List[Tensor], DEQStats]:
+        """Return the equilibrium state (a list like ``z0``) and statistics.
+
+        Gradients are attached only when torch grad mode is enabled.
+        """
+        packer = StatePacker.like(z0)
+        track = torch.is_grad_enabled()
+        if track and self.grad == 'unrolled':
+            z = list(z0)
+            for _ in range(self.grad_cfg['depth']):
+                z = f(z)
+            return z, DEQStats('unrolled',
+                               nfev_unrolled=self.grad_cfg['depth'])
+        dtype = torch.float64 if z0[0].dtype == torch.float64 else \
+            torch.float32
+
+        def f_flat(z):
+            return packer.pack(f(packer.unpack(z)), dtype)
+
+        cfg = self.solver_cfg
+        if not track and self.eval_solver_cfg is not None:
+            cfg = self.eval_solver_cfg
+        with torch.no_grad():
+            z_star, fstats = solve(self.solver, f_flat,
+                                   packer.pack(z0, dtype), **cfg)
+            fz = fstats.fz
+            fstats.fz = None
+            per_scale = packer.per_scale_norm(fz - z_star) / (
+                packer.per_scale_norm(fz) + 1e-9)
+        stats = DEQStats('solve' if not track else self.grad,
+                         forward=fstats,
+                         rel_residual_per_scale=per_scale)
+        if not track:
+            return [t.to(z0[i].dtype)
+                    for i, t in enumerate(packer.unpack(z_star))], stats
+        if self.grad == 'phantom':
+            k, tau = self.grad_cfg['k'], self.grad_cfg['tau']
+            z = packer.unpack(z_star)
+            for _ in range(k):
+                fz = f(z)
+                z = fz if tau == 1 else [(1 - tau) * a + tau * b
+                                         for a, b in zip(z, fz)]
+            stats.nfev_unrolled = k
+            return list(z), stats
+        # 'ift': one tracked application; the adjoint solve happens in
+        # backward on the graph of this application.
+        z_star = z_star.requires_grad_()
+        z_plus = f_flat(z_star)
+
+        def vjp(w):
+            return torch.autograd.grad(
+                z_plus, z_star, w, retain_graph=True)[0]
+
+        z_out = _AdjointSolve.apply(z_plus, vjp, self.grad_cfg['solver'],
+                                    self.grad_cfg['solver_cfg'], stats)
+        stats.nfev_unrolled = 1
+        return [t.to(z0[i].dtype)
+                for i, t in enumerate(packer.unpack(z_out))], stats

@@ -1,0 +1,204 @@
+# Copyright (c) mdeq_mm authors. All rights reserved.
+"""Solvers against closed-form linear problems and failure cases."""
+import pytest
+import torch
+
+from mdeq_mm.ops import REASONS, SOLVERS, solve, solver_options
+
+
+def linear_problem(bsz=3, dim=40, radius=0.9, seed=0, symmetric=False):
+    """f(z) = A z + b with spectral norm ``radius``; returns f, A, b, z*."""
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(bsz, dim, dim, generator=g, dtype=torch.float64)
+    if symmetric:
+        A = A + A.transpose(1, 2)
+    A = radius * A / torch.linalg.matrix_norm(A, 2)[:, None, None]
+    b = torch.randn(bsz, dim, generator=g, dtype=torch.float64)
+    z_true = torch.linalg.solve(torch.eye(dim, dtype=A.dtype) - A, b)
+
+    def f(z):
+        return torch.einsum('bij,bj->bi', A, z) + b
+
+    return f, A, b, z_true
+
+
+def ill_conditioned(dim=40, seed=1):
+    """Symmetric contraction with eigenvalues spread over [0, 0.99]."""
+    g = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(dim, dim, generator=g,
+                                       dtype=torch.float64))
+    eig = torch.linspace(0, 0.99, dim, dtype=torch.float64)
+    return (Q * eig) @ Q.T
+
+
+@pytest.mark.parametrize('name', ['broyden', 'anderson', 'fixed_point'])
+@pytest.mark.parametrize('stop_mode', ['abs', 'rel'])
+def test_linear_problem_meets_tolerance(name, stop_mode):
+    f, A, b, z_true = linear_problem()
+    z, stats = solve(
+        name,
+        f,
+        torch.zeros_like(b),
+        max_iter=400,
+        tol=1e-9,
+        stop_mode=stop_mode)
+    assert stats.reasons == ['converged'] * 3
+    res = stats.abs_lowest if stop_mode == 'abs' else stats.rel_lowest
+    assert (res < 1e-9).all()
+    # the reported residual is the true residual of the returned iterate
+    true_res = torch.linalg.vector_norm(f(z) - z, dim=1)
+    torch.testing.assert_close(stats.abs_lowest, true_res)
+    # residual 1e-9 and ‖(I − A)⁻¹‖ <= 10 bound the error
+    assert (z - z_true).norm(dim=1).max() < 1e-7
+    assert stats.abs_trace.shape == stats.rel_trace.shape
+    assert stats.abs_trace.shape[0] == 3
+
+
+def test_broyden_beats_fixed_point_on_ill_conditioned_contraction():
+    A = ill_conditioned()[None]
+    b = torch.ones(1, A.shape[1], dtype=torch.float64)
+
+    def f(z):
+        return torch.einsum('bij,bj->bi', A, z) + b
+
+    _, fp = solve('fixed_point', f, torch.zeros_like(b), max_iter=5000,
+                  tol=1e-8)
+    _, br = solve('broyden', f, torch.zeros_like(b), max_iter=200, tol=1e-8)
+    assert fp.reasons == br.reasons == ['converged']
+    # fixed point needs ~log(1e-8)/log(0.99) ≈ 1800 evaluations
+    assert fp.nfev.item() > 1000
+    assert br.nfev.item() * 10 < fp.nfev.item()
+
+
+def test_broyden_first_step_is_a_fixed_point_step():
+    """Regression for locuslab/mdeq#5: z1 = z0 + g(z0) = f(z0)."""
+    f, A, b, _ = linear_problem(bsz=1)
+    z0 = torch.randn_like(b)
+    _, stats = solve('broyden', f, z0, max_iter=1, tol=0.)
+    z1 = f(z0)
+    torch.testing.assert_close(stats.abs_trace[:, 1],
+                               torch.linalg.vector_norm(f(z1) - z1, dim=1))
+
+
+def test_history_shorter_than_max_iter_still_converges():
+    f, A, b, z_true = linear_problem(bsz=2, radius=0.95)
+    z, stats = solve('broyden', f, torch.zeros_like(b), max_iter=300,
+                     tol=1e-9, history=5)
+    assert stats.reasons == ['converged'] * 2
+    assert (z - z_true).norm(dim=1).max() < 1e-7
+
+
+@pytest.mark.parametrize('name', ['broyden', 'anderson', 'fixed_point'])
+def test_easy_and_hard_sample_stop_separately(name):
+    dim = 30
+    easy = 0.05 * torch.eye(dim, dtype=torch.float64)
+    hard = ill_conditioned(dim)
+    A = torch.stack([easy, hard])
+    b = torch.ones(2, dim, dtype=torch.float64)
+
+    def f(z):
+        return torch.einsum('bij,bj->bi', A, z) + b
+
+    z, stats = solve(name, f, torch.zeros_like(b), max_iter=3000, tol=1e-8,
+                     stop_mode='abs')
+    z_true = torch.linalg.solve(torch.eye(dim, dtype=A.dtype) - A, b)
+    assert stats.reasons == ['converged', 'converged']
+    assert stats.nfev[0] < stats.nfev[1]
+    assert (z - z_true).norm(dim=1).max() < 1e-6
+    # the easy sample, once converged, stopped moving: its answer and count
+    # are those of solving it alone
+    z_alone, alone = solve(name, lambda x: f(torch.cat([x, x]))[:1],
+                           torch.zeros_like(b[:1]), max_iter=3000, tol=1e-8,
+                           stop_mode='abs')
+    assert stats.nfev[0] == alone.nfev[0]
+    torch.testing.assert_close(z[0], z_alone[0])
+    # its trace is flat after it stopped
+    k = int(stats.nfev[0])
+    trace = stats.abs_trace[0, k - 1:]
+    assert torch.all(trace == trace[0])
+
+
+@pytest.mark.parametrize('name', ['broyden', 'anderson', 'fixed_point'])
+def test_diverging_map_is_reported_and_finite(name):
+    b = torch.ones(2, 8, dtype=torch.float64)
+
+    def f(z):  # g(z) = f(z) − z = 1 + z² has no root
+        return z + 1 + z.pow(2)
+
+    z, stats = solve(name, f, torch.zeros_like(b), max_iter=60, tol=1e-6,
+                     divergence=1e3, stop_mode='abs')
+    assert torch.isfinite(z).all()
+    assert 'converged' not in stats.reasons
+    if name == 'fixed_point':  # z grows without bound
+        assert set(stats.reasons) <= {'diverged', 'non-finite'}
+    assert (stats.abs_lowest >= 1).all()
+    # the returned iterate is the lowest seen
+    finite = torch.nan_to_num(stats.abs_trace, nan=float('inf'))
+    torch.testing.assert_close(stats.abs_lowest, finite.min(1).values)
+
+
+@pytest.mark.parametrize('name', ['broyden', 'anderson', 'fixed_point'])
+def test_non_finite_sample_does_not_poison_the_batch(name):
+    f_lin, A, b, z_true = linear_problem(bsz=3)
+
+    def f(z):
+        out = f_lin(z)
+        # sample 1 blows up once it leaves the origin region
+        bad = z[1].abs().max() > 0.5
+        out[1] = torch.where(bad, torch.full_like(out[1], float('nan')),
+                             out[1])
+        return out
+
+    z, stats = solve(name, f, torch.zeros_like(b), max_iter=200, tol=1e-9)
+    assert stats.reasons[1] == 'non-finite'
+    assert stats.reasons[0] == stats.reasons[2] == 'converged'
+    assert torch.isfinite(z).all()
+    assert (z[[0, 2]] - z_true[[0, 2]]).norm(dim=1).max() < 1e-7
+
+
+def test_already_converged_start_costs_one_evaluation():
+    f, A, b, z_true = linear_problem(bsz=2)
+    z, stats = solve('broyden', f, z_true.clone(), max_iter=10, tol=1e-8)
+    assert stats.nfev.tolist() == [1, 1]
+    assert stats.reasons == ['converged', 'converged']
+
+
+def test_check_every_only_delays_the_batch_stop():
+    f, A, b, z_true = linear_problem(bsz=2)
+    z1, s1 = solve('broyden', f, torch.zeros_like(b), max_iter=100, tol=1e-9,
+                   check_every=1)
+    z4, s4 = solve('broyden', f, torch.zeros_like(b), max_iter=100, tol=1e-9,
+                   check_every=4)
+    # per-sample freezing makes the answers identical
+    torch.testing.assert_close(z1, z4)
+    assert torch.equal(s1.nfev, s4.nfev)
+    assert s4.abs_trace.shape[1] - s1.abs_trace.shape[1] in range(0, 4)
+
+
+def test_unknown_solver_and_option_are_rejected_with_valid_names():
+    f, A, b, _ = linear_problem(bsz=1)
+    with pytest.raises(KeyError, match='broyden'):
+        solve('broyde', f, b)
+    with pytest.raises(ValueError, match=r"\['max_iter'"):
+        solve('broyden', f, b, max_iters=3)
+    with pytest.raises(ValueError, match='stop_mode'):
+        solve('anderson', f, b, stop_mode='relative')
+    with pytest.raises(ValueError, match=r'\(B, D\)'):
+        solve('broyden', lambda z: z, torch.zeros(1, 2, 3))
+    assert 'history' in solver_options('broyden')
+    assert {'m', 'lam', 'beta'} <= set(solver_options('anderson'))
+    assert set(SOLVERS) >= {'broyden', 'anderson', 'fixed_point'}
+    assert REASONS == ('converged', 'max_iter', 'diverged', 'non-finite')
+
+
+def test_float32_state_under_bfloat16_f():
+    f, A, b, z_true = linear_problem(bsz=2, radius=0.5)
+
+    def f_bf16(z):
+        return f(z.double()).to(torch.bfloat16)
+
+    z, stats = solve('broyden', f_bf16, torch.zeros_like(b, dtype=torch.float32),
+                     max_iter=30, tol=1e-2)
+    assert z.dtype == torch.float32
+    assert stats.reasons == ['converged', 'converged']
+    assert (z.double() - z_true).norm(dim=1).max() < 0.1
