@@ -218,11 +218,21 @@ class ImplicitLayer:
                 raise ValueError(f'unrolled depth must be >= 1: {grad_cfg}')
         self.grad, self.grad_cfg = grad, grad_cfg
 
-    def __call__(self, f: Callable[[List[Tensor]], List[Tensor]],
-                 z0: Sequence[Tensor]) -> Tuple[List[Tensor], DEQStats]:
+    def __call__(self,
+                 f: Callable[[List[Tensor]], List[Tensor]],
+                 z0: Sequence[Tensor],
+                 training: Optional[bool] = None
+                 ) -> Tuple[List[Tensor], DEQStats]:
         """Return the equilibrium state (a list like ``z0``) and statistics.
 
-        Gradients are attached only when torch grad mode is enabled.
+        Args:
+            f (Callable): list of tensors -> list of tensors (same shapes).
+            z0 (Sequence[Tensor]): initial state.
+            training (bool | None): False selects ``eval_solver_cfg``; None
+                selects it when grad mode is off.
+
+        Gradients are attached only when torch grad mode is enabled (also in
+        evaluation, for users who differentiate the output at test time).
         """
         packer = StatePacker.like(z0)
         track = torch.is_grad_enabled()
@@ -239,7 +249,9 @@ class ImplicitLayer:
             return packer.pack(f(packer.unpack(z)), dtype)
 
         cfg = self.solver_cfg
-        if not track and self.eval_solver_cfg is not None:
+        if training is None:
+            training = track
+        if not training and self.eval_solver_cfg is not None:
             cfg = self.eval_solver_cfg
         with torch.no_grad():
             z_star, fstats = solve(self.solver, f_flat,

@@ -1,0 +1,15 @@
+# Copyright (c) mdeq_mm authors. All rights reserved.
+"""mdeq_mm: Multiscale Deep Equilibrium Models for OpenMMLab.
+
+``custom_imports=dict(imports=['mdeq_mm'])`` registers everything: the MDEQ
+backbone (mmseg and mmpretrain), the segmentation head and necks, the hooks,
+and the checkpoint-loading fix for torch >= 2.6 (see
+:mod:`mdeq_mm.utils.checkpoint`).
+"""
+from .utils.checkpoint import allow_mmengine_checkpoints  # noqa: I001
+from . import engine, models, ops
+from .version import __version__, version_info
+
+allow_mmengine_checkpoints()
+
+__all__ = ['engine', 'models', 'ops', '__version__', 'version_info']

@@ -1,0 +1,335 @@
+# Copyright (c) mdeq_mm authors. All rights reserved.
+"""The MDEQ backbone: stem, input injection, f_θ and the implicit layer.
+
+Registered as ``MDEQ`` in mmseg's and mmpretrain's MODELS (whichever are
+installed). Imports only torch, mmengine and mmcv.cnn.
+"""
+import importlib
+import math
+import warnings
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
+from mmengine.model import BaseModule
+from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mdeq_mm.ops import DEQStats, ImplicitLayer
+from ..layers import MDEQLayer, WeightNormConv2d
+
+# Architectures of the reference configs (mdeq_reference.md §1.5).
+ARCH_SETTINGS: Dict[str, dict] = {
+    # CIFAR-10 TINY: two branches, no stem downsampling, no injection conv
+    'tiny': dict(
+        num_channels=(24, 24),
+        num_blocks=(1, 1),
+        expansion=5,
+        num_groups=8,
+        downsample_times=0,
+        weight_norm=True),
+    # ImageNet / Cityscapes SMALL (and, with downsample_times=0, CIFAR LARGE)
+    'small': dict(
+        num_channels=(32, 64, 128, 256),
+        num_blocks=(1, 1, 1, 1),
+        expansion=5,
+        num_groups=8,
+        downsample_times=2,
+        weight_norm=True),
+    # Cityscapes LARGE and locuslab/deq ImageNet LARGE
+    'large': dict(
+        num_channels=(80, 160, 320, 640),
+        num_blocks=(1, 1, 1, 1),
+        expansion=5,
+        num_groups=8,
+        downsample_times=2,
+        weight_norm=True),
+    # ImageNet / Cityscapes XL
+    'xl': dict(
+        num_channels=(88, 176, 352, 704),
+        num_blocks=(1, 1, 1, 1),
+        expansion=6,
+        num_groups=8,
+        downsample_times=2,
+        weight_norm=True),
+}
+ARCH_KEYS = ('num_channels', 'num_blocks', 'expansion', 'num_groups',
+             'downsample_times', 'weight_norm')
+MODES = ('implicit', 'unrolled')
+
+
+def resolve_arch(arch: Union[str, dict]) -> dict:
+    """A preset name, or a dict (a preset's keys, all given or with
+    ``base='<preset>'`` to override some of them)."""
+    if isinstance(arch, str):
+        if arch not in ARCH_SETTINGS:
+            raise KeyError(f'unknown MDEQ arch {arch!r}; presets: '
+                           f'{sorted(ARCH_SETTINGS)}, or pass a dict with '
+                           f'keys {list(ARCH_KEYS)}')
+        return dict(ARCH_SETTINGS[arch])
+    arch = dict(arch)
+    base = arch.pop('base', None)
+    unknown = sorted(set(arch) - set(ARCH_KEYS))
+    if unknown:
+        raise KeyError(f'unknown MDEQ arch key(s) {unknown}; valid keys: '
+                       f'{list(ARCH_KEYS)} (and base=<preset>)')
+    out = resolve_arch(base) if base else {}
+    out.update(arch)
+    missing = sorted(set(ARCH_KEYS) - set(out))
+    if missing:
+        raise KeyError(f'MDEQ arch dict misses {missing}; give them or a '
+                       'base preset')
+    if len(out['num_blocks']) != len(out['num_channels']):
+        raise ValueError('num_blocks and num_channels need one entry per '
+                         f'branch: {out}')
+    return out
+
+
+class MDEQ(BaseModule):
+    """Multiscale Deep Equilibrium backbone (Bai, Koltun, Kolter, 2020).
+
+    The output is the fixed point z* = f_θ(z*, x) of the MDEQ layer over
+    n branches at strides 2^(d), ..., 2^(d + n − 1) (d stem downsamplings:
+    4, 8, 16, 32 for the ImageNet/Cityscapes presets), found by a root
+    solver; gradients come from the implicit function theorem (``grad='ift'``)
+    or a cheaper strategy. In training the output is the tracked application
+    f(z*); in evaluation it is z*. With ``mode='unrolled'`` training applies
+    f ``unrolled_depth`` times from z = 0 instead (the warm-up phase, see
+    :class:`~mdeq_mm.engine.DEQWarmupHook`); evaluation always solves.
+
+    Args:
+        arch (str | dict): 'tiny', 'small', 'large', 'xl', or a dict with
+            keys num_channels, num_blocks, expansion, num_groups,
+            downsample_times, weight_norm (optionally base=<preset>).
+        in_channels (int): image channels.
+        dropout (float): variational dropout rate inside f_θ.
+        norm_cfg (dict): norm of the stem and the injection (BN / SyncBN);
+            f_θ itself always uses GroupNorm.
+        mode (str): 'implicit' or 'unrolled' (training only).
+        unrolled_depth (int): f applications in unrolled mode.
+        solver (str): forward solver ('broyden', 'anderson', 'fixed_point').
+        solver_cfg (dict): forward solver options in training.
+        eval_solver_cfg (dict | None): forward solver options in evaluation;
+            None uses ``solver_cfg``.
+        grad (str): 'ift', 'phantom' (k damped steps) or 'unrolled'.
+        grad_cfg (dict): options of the gradient strategy (see
+            :class:`~mdeq_mm.ops.ImplicitLayer`).
+        pad_input (bool): pad inputs whose size is not a multiple of
+            2^(downsample_times + n − 1) with zeros (bottom/right) and crop
+            the outputs back; False raises a clear error instead.
+        frozen (bool): freeze all weights, keep norms in eval mode and skip
+            every gradient computation (transfer evaluation).
+        pretrained (str | None): deprecated; use init_cfg.
+        init_cfg (dict | None): mmengine init config, e.g.
+            ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
+    """
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'small',
+                 in_channels: int = 3,
+                 dropout: float = 0.0,
+                 norm_cfg: dict = dict(type='BN', requires_grad=True),
+                 mode: str = 'implicit',
+                 unrolled_depth: int = 5,
+                 solver: str = 'broyden',
+                 solver_cfg: dict = dict(
+                     max_iter=27, tol=1e-3, stop_mode='rel'),
+                 eval_solver_cfg: Optional[dict] = None,
+                 grad: str = 'ift',
+                 grad_cfg: dict = dict(
+                     solver='broyden',
+                     solver_cfg=dict(max_iter=30, tol=1e-4, stop_mode='rel')),
+                 pad_input: bool = False,
+                 frozen: bool = False,
+                 pretrained: Optional[str] = None,
+                 init_cfg: Optional[dict] = None):
+        if pretrained is not None:
+            if init_cfg is not None:
+                raise ValueError('init_cfg and pretrained cannot be set at '
+                                 'the same time; use init_cfg')
+            warnings.warn('pretrained is deprecated, use init_cfg='
+                          "dict(type='Pretrained', checkpoint=...)")
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        super().__init__(init_cfg=init_cfg)
+        self.arch = resolve_arch(arch)
+        channels = list(self.arch['num_channels'])
+        self.num_branches = len(channels)
+        self.downsample_times = self.arch['downsample_times']
+        self.size_divisor = 2**(self.downsample_times + self.num_branches - 1)
+        self.out_channels = channels
+        self.pad_input = pad_input
+        self.frozen = frozen
+        c0 = channels[0]
+
+        # Stem ("downsample" in the reference): two 3x3 convs, stride 2 each
+        # for the first ``downsample_times`` of them.
+        self.conv1 = nn.Conv2d(
+            in_channels, c0, 3, 2 if self.downsample_times >= 1 else 1, 1,
+            bias=False)
+        self.bn1 = build_norm_layer(norm_cfg, c0)[1]
+        self.conv2 = nn.Conv2d(
+            c0, c0, 3, 2 if self.downsample_times >= 2 else 1, 1, bias=False)
+        self.bn2 = build_norm_layer(norm_cfg, c0)[1]
+        self.relu = nn.ReLU(inplace=True)
+        # Injection transform, omitted (as in the reference) for CIFAR TINY.
+        if self.downsample_times == 0 and self.num_branches <= 2:
+            self.stage0 = None
+        else:
+            self.stage0 = nn.Sequential(
+                OrderedDict(
+                    conv=nn.Conv2d(c0, c0, 1, bias=False),
+                    bn=build_norm_layer(norm_cfg, c0)[1],
+                    relu=nn.ReLU(inplace=True)))
+        self.deq_layer = MDEQLayer(
+            channels,
+            self.arch['num_blocks'],
+            expansion=self.arch['expansion'],
+            groups=self.arch['num_groups'],
+            dropout=dropout,
+            weight_norm=self.arch['weight_norm'])
+        if mode not in MODES:
+            raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+        self.mode = mode
+        self.deq = ImplicitLayer(solver, solver_cfg, eval_solver_cfg, grad,
+                                 grad_cfg)
+        self.unrolled = ImplicitLayer(
+            grad='unrolled', grad_cfg=dict(depth=unrolled_depth))
+        self.last_stats: Optional[DEQStats] = None
+        self._reference_init()
+        if frozen:
+            self._freeze()
+
+    # ------------------------------------------------------------------
+    def _reference_init(self) -> None:
+        """The reference's init: plain convs (stem, injection, fusion)
+        ~ N(0, 0.01); weight-normed convs keep PyTorch's default v with
+        g = ‖v‖; norms weight 1, bias 0."""
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.normal_(m.weight, 0, 0.01)
+                if m.bias is not None:
+                    nn.init.normal_(m.bias, 0, 0.01)
+            elif isinstance(m, (_BatchNorm, nn.GroupNorm)):
+                if m.weight is not None:
+                    nn.init.ones_(m.weight)
+                    nn.init.zeros_(m.bias)
+
+    def init_weights(self) -> None:
+        if self.init_cfg is None:
+            self._reference_init()
+            self._is_init = True
+        else:
+            super().init_weights()
+        if self.frozen:
+            self._freeze()
+
+    def _freeze(self) -> None:
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'MDEQ':
+        super().train(mode)
+        if self.frozen:
+            for m in self.modules():
+                m.training = False
+        return self
+
+    # ------------------------------------------------------------------
+    def _prepare_input(self, x: Tensor) -> Tuple[Tensor, Tuple[int, int]]:
+        h, w = x.shape[-2:]
+        d = self.size_divisor
+        if h % d == 0 and w % d == 0:
+            return x, (h, w)
+        if not self.pad_input:
+            raise ValueError(
+                f'MDEQ needs input height and width divisible by {d} '
+                f'(2^(downsample_times + num_branches - 1)), got {h}x{w}. '
+                f'Fix: set size_divisor={d} (or a crop size that is a '
+                f'multiple of {d}) in the data_preprocessor, or build the '
+                'backbone with pad_input=True.')
+        pad_h, pad_w = (-h) % d, (-w) % d
+        return F.pad(x, (0, pad_w, 0, pad_h)), (h, w)
+
+    def stem(self, x: Tensor) -> Tensor:
+        x = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(x)))
+
+    def initial_state(self, injection: Tensor) -> List[Tensor]:
+        """z^0 = 0 at every scale; scale i has half the size of scale i−1."""
+        bsz, _, h, w = injection.shape
+        shapes = []
+        for c in self.out_channels:
+            shapes.append((bsz, c, h, w))
+            h, w = h // 2, w // 2
+        return [injection.new_zeros(s, dtype=torch.float32) for s in shapes]
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        """Args:
+            x (Tensor): images (B, in_channels, H, W).
+
+        Returns:
+            tuple[Tensor]: n maps, map i of shape (B, C_i, H / s_i, W / s_i)
+            with s_i = 2^(downsample_times + i).
+        """
+        x, (h, w) = self._prepare_input(x)
+        if self.frozen:
+            with torch.no_grad():
+                return self._forward(x, h, w)
+        return self._forward(x, h, w)
+
+    def _forward(self, x: Tensor, h: int, w: int) -> Tuple[Tensor, ...]:
+        feat = self.stem(x)
+        inj = self.stage0(feat) if self.stage0 is not None else feat
+        injection = [inj] + [None] * (self.num_branches - 1)
+        z0 = self.initial_state(inj)
+        self.deq_layer.reset()
+
+        def f(z: List[Tensor]) -> List[Tensor]:
+            return self.deq_layer(z, injection)
+
+        try:
+            if self.training and self.mode == 'unrolled':
+                z, stats = self.unrolled(f, z0)
+            else:
+                z, stats = self.deq(f, z0, training=self.training)
+        finally:
+            self.deq_layer.clear()
+        self.last_stats = stats
+        out = []
+        for i, zi in enumerate(z):
+            s = 2**(self.downsample_times + i)
+            out.append(zi[..., :math.ceil(h / s), :math.ceil(w / s)])
+        return tuple(out)
+
+    # ------------------------------------------------------------------
+    @property
+    def f_parameters(self) -> int:
+        """Number of parameters of f_θ (including weight-norm g)."""
+        return sum(p.numel() for p in self.deq_layer.parameters())
+
+    def extra_repr(self) -> str:
+        return (f'arch={self.arch}, mode={self.mode!r}, '
+                f'solver={self.deq.solver!r}, grad={self.deq.grad!r}')
+
+
+def _register(cls):
+    registered = False
+    for name in ('mmseg.registry', 'mmpretrain.registry'):
+        try:
+            registry = importlib.import_module(name).MODELS
+        except ImportError:
+            continue
+        registry.register_module(module=cls)
+        registered = True
+    if not registered:
+        from mmengine.registry import MODELS
+        MODELS.register_module(module=cls)
+    return cls
+
+
+_register(MDEQ)
+__all__ = ['MDEQ', 'ARCH_SETTINGS', 'resolve_arch', 'WeightNormConv2d']

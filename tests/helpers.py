@@ -1,0 +1,31 @@
+# Copyright (c) mdeq_mm authors. All rights reserved.
+"""Small builders of model inputs shared by the tests."""
+import torch
+
+
+def seg_batch(n=2, h=32, w=32, num_classes=3, seed=0):
+    """A raw mmseg batch (uint8 images + SegDataSample with metainfo)."""
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    g = torch.Generator().manual_seed(seed)
+    inputs, samples = [], []
+    for _ in range(n):
+        inputs.append(torch.randint(0, 255, (3, h, w), generator=g).byte())
+        s = SegDataSample()
+        s.gt_sem_seg = PixelData(
+            data=torch.randint(0, num_classes, (1, h, w), generator=g))
+        s.set_metainfo(
+            dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+                 padding_size=[0, 0, 0, 0]))
+        samples.append(s)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def cls_batch(n=4, size=32, num_classes=3, seed=0):
+    from mmpretrain.structures import DataSample
+    g = torch.Generator().manual_seed(seed)
+    return dict(
+        inputs=torch.randn(n, 3, size, size, generator=g),
+        data_samples=[
+            DataSample().set_gt_label(i % num_classes) for i in range(n)
+        ])
