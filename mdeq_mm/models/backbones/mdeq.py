@@ -265,7 +265,11 @@ class MDEQ(BaseModule):
         for c in self.out_channels:
             shapes.append((bsz, c, h, w))
             h, w = h // 2, w // 2
-        return [injection.new_zeros(s, dtype=torch.float32) for s in shapes]
+        # float32 (float64 for a float64 model) even when autocast makes the
+        # injection half precision: the solver state stays full precision.
+        dtype = torch.float64 if injection.dtype == torch.float64 else \
+            torch.float32
+        return [injection.new_zeros(s, dtype=dtype) for s in shapes]
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         """Args:

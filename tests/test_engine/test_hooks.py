@@ -1,0 +1,87 @@
+# Copyright (c) mdeq_mm authors. All rights reserved.
+"""DEQ hooks under a real mmengine Runner."""
+import pytest
+import torch
+from mmengine.hooks import Hook
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+
+import mdeq_mm  # noqa: F401
+from mdeq_mm.engine import find_mdeq_backbone
+from mdeq_mm.models import MDEQ
+
+
+class TinyDEQNet(BaseModel):
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = MDEQ(
+            'tiny', solver_cfg=dict(max_iter=3, tol=1e-6),
+            grad_cfg=dict(solver_cfg=dict(max_iter=3)))
+        self.head = torch.nn.Linear(24, 1)
+
+    def forward(self, inputs, labels=None, mode='tensor'):
+        feat = self.backbone(inputs)[0].mean((2, 3))
+        out = self.head(feat)
+        if mode == 'loss':
+            return dict(loss=(out - labels).pow(2).mean())
+        return out
+
+
+class RecordModes(Hook):
+    priority = 'LOWEST'
+
+    def __init__(self):
+        self.modes = []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        self.modes.append(find_mdeq_backbone(runner.model).last_stats.mode)
+
+
+def test_warmup_switch_and_telemetry_under_a_runner(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    data = [dict(inputs=torch.randn(3, 8, 8, generator=g),
+                 labels=torch.randn(1, generator=g)) for _ in range(10)]
+    recorder = RecordModes()
+    runner = Runner(
+        model=TinyDEQNet(),
+        work_dir=str(tmp_path),
+        train_dataloader=dict(
+            dataset=data, sampler=dict(type='DefaultSampler', shuffle=False),
+            collate_fn=dict(type='default_collate'), batch_size=2,
+            num_workers=0),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        train_cfg=dict(by_epoch=False, max_iters=5),
+        custom_hooks=[
+            dict(type='DEQWarmupHook', warmup_iters=3),
+            dict(type='DEQTelemetryHook'), recorder
+        ],
+        default_hooks=dict(checkpoint=None),
+        default_scope='mmengine',
+        log_level='WARNING')
+    runner.train()
+    assert recorder.modes == ['unrolled'] * 3 + ['ift'] * 2
+    hub = runner.message_hub
+    # unrolled iterations pushed nfev_tracked = depth, implicit ones 1
+    tracked = hub.get_scalar('train/deq/nfev_tracked').data[0].tolist()
+    assert tracked == [5, 5, 5, 1, 1]
+    assert hub.get_scalar('train/deq/fwd_nfev').current() == 4
+    assert hub.get_scalar('train/deq/bwd_nfev').current() >= 1
+    assert 'train/deq/fwd_rel_residual_s1' in hub.log_scalars
+    assert hub.get_scalar('train/deq/bwd_fallback').current() == 0
+    # evaluation always solves, whatever the training mode
+    backbone = find_mdeq_backbone(runner.model)
+    backbone.mode = 'unrolled'
+    runner.model.eval()
+    with torch.no_grad():
+        runner.model(torch.randn(1, 3, 8, 8))
+    assert backbone.last_stats.mode == 'solve'
+
+
+def test_hooks_need_an_mdeq():
+    with pytest.raises(TypeError, match='no MDEQ backbone'):
+        find_mdeq_backbone(torch.nn.Linear(2, 2))
+    with pytest.raises(ValueError):
+        from mdeq_mm.engine import DEQWarmupHook
+        DEQWarmupHook(-1)
