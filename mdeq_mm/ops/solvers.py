@@ -71,28 +71,42 @@ class SolverStats:
 
 
 class _Method:
-    """A solver's update rule; the shared loop in ``_iterate`` drives it."""
+    """A solver's update rule; the shared loop in ``_iterate`` drives it.
 
-    def init(self, z: Tensor, fz: Tensor) -> None:
-        """Start from the initial state and its f value."""
+    ``g`` always denotes the residual f(z) − z of the matching ``z``.
+    """
 
-    def propose(self, z: Tensor, fz: Tensor) -> Tensor:
-        """The next iterate for every row."""
+    def init(self, z: Tensor, fz: Tensor, g: Tensor) -> None:
+        """Start from the initial state, its f value and residual."""
+
+    def propose(self, z: Tensor, fz: Tensor, g: Tensor) -> Tensor:
+        """The next iterate for every row (a new tensor)."""
         raise NotImplementedError
 
-    def observe(self, z: Tensor, fz: Tensor, ok: Tensor) -> None:
-        """Record the newly evaluated (z, f(z)); ``ok`` marks usable rows."""
+    def observe(self, z: Tensor, fz: Tensor, g: Tensor, ok: Tensor) -> None:
+        """Record the newly evaluated state; ``ok`` marks rows that moved
+        (the others kept their previous values)."""
 
 
 def _norm(x: Tensor) -> Tensor:
     return torch.linalg.vector_norm(x, dim=1)
 
 
+def _merge(mask: Tensor, new: Tensor, old: Tensor) -> Tensor:
+    return torch.where(mask[:, None] if new.dim() == 2 else mask, new, old)
+
+
 def _iterate(f: Callable[[Tensor], Tensor], z0: Tensor, method: _Method,
              max_iter: int, tol: float, stop_mode: str,
              check_every: Optional[int],
              divergence: float) -> Tuple[Tensor, SolverStats]:
-    """The loop shared by all solvers: residuals, freezing, lowest iterate."""
+    """The loop shared by all solvers: residuals, freezing, lowest iterate.
+
+    Row-wise masking (frozen rows, rejected non-finite rows, lowest-iterate
+    bookkeeping) uses ``torch.where`` on accelerators, which needs no host
+    sync; on the CPU, where a sync is free, the common case in which every
+    row moved (or improved) skips the masking passes.
+    """
     if z0.dim() != 2:
         raise ValueError(f'solvers take flat states of shape (B, D); got '
                          f'{tuple(z0.shape)}. Pack multiscale states with '
@@ -102,28 +116,32 @@ def _iterate(f: Callable[[Tensor], Tensor], z0: Tensor, method: _Method,
                          f'got {stop_mode!r}')
     if max_iter < 0:
         raise ValueError(f'max_iter must be >= 0, got {max_iter}')
+    cpu = z0.device.type == 'cpu'
     if check_every is None:
-        check_every = 1 if z0.device.type == 'cpu' else 4
+        check_every = 1 if cpu else 4
     dtype = torch.float64 if z0.dtype == torch.float64 else torch.float32
     z = z0.detach().to(dtype)
 
     def evaluate(x):
-        return f(x).detach().to(dtype)
+        fx = f(x).detach().to(dtype)
+        g = fx - x
+        a, n = _norm(g), _norm(fx)
+        # the norms are finite iff the rows are
+        return fx, g, a, a / (n + 1e-9), torch.isfinite(a) & torch.isfinite(n)
 
-    fz = evaluate(z)
-    method.init(z, fz)
+    fz, g, abs_res, rel_res, ok = evaluate(z)
+    method.init(z, fz, g)
     bsz = z.shape[0]
-    ok = torch.isfinite(fz).all(dim=1)
     inf = torch.full((bsz, ), float('inf'), dtype=dtype, device=z.device)
-    abs_res = torch.where(ok, _norm(fz - z), inf)
-    rel_res = torch.where(ok, abs_res / (_norm(fz) + 1e-9), inf)
+    abs_res = torch.where(ok, abs_res, inf)
+    rel_res = torch.where(ok, rel_res, inf)
     res0 = abs_res
     crit = abs_res if stop_mode == 'abs' else rel_res
     reason = torch.where(
         ok, torch.where(crit < tol, CONVERGED, MAX_ITER),
         NON_FINITE).long()
     active = reason == MAX_ITER
-    best_z, best_fz, best_crit = z.clone(), fz.clone(), crit.clone()
+    best_z, best_fz, best_crit = z, fz, crit
     best_step = torch.zeros(bsz, dtype=torch.long, device=z.device)
     nfev = torch.ones(bsz, dtype=torch.long, device=z.device)
     abs_trace, rel_trace = [abs_res], [rel_res]
@@ -131,25 +149,32 @@ def _iterate(f: Callable[[Tensor], Tensor], z0: Tensor, method: _Method,
         if step % check_every == 0 or step == 1:
             if not bool(active.any()):
                 break
-        act = active[:, None]
-        z_new = torch.where(act, method.propose(z, fz), z)
-        fz_new = evaluate(z_new)
+        all_active = cpu and bool(active.all())
+        z_new = method.propose(z, fz, g)
+        if not all_active:
+            z_new = _merge(active, z_new, z)
+        fz_new, g_new, abs_new, rel_new, ok = evaluate(z_new)
         nfev += active
-        ok = torch.isfinite(fz_new).all(dim=1) & torch.isfinite(z_new).all(1)
-        # A non-finite row is rejected: the state keeps its last good values.
-        keep = (ok & active)[:, None]
-        z = torch.where(keep, z_new, z)
-        fz = torch.where(keep, fz_new, fz)
-        method.observe(z, fz, ok & active)
-        abs_res = _norm(fz - z)
-        rel_res = abs_res / (_norm(fz) + 1e-9)
+        # A non-finite row is rejected: it keeps its last good values.
+        keep = ok & active
+        if cpu and bool(keep.all()):
+            z, fz, g, abs_res, rel_res = z_new, fz_new, g_new, abs_new, rel_new
+        else:
+            z, fz, g = (_merge(keep, a, b) for a, b in ((z_new, z),
+                                                         (fz_new, fz),
+                                                         (g_new, g)))
+            abs_res = torch.where(keep, abs_new, abs_res)
+            rel_res = torch.where(keep, rel_new, rel_res)
+        method.observe(z, fz, g, keep)
         crit = abs_res if stop_mode == 'abs' else rel_res
         better = crit < best_crit
         best_crit = torch.where(better, crit, best_crit)
-        best_step = torch.where(better, torch.full_like(best_step, step),
-                                best_step)
-        best_z = torch.where(better[:, None], z, best_z)
-        best_fz = torch.where(better[:, None], fz, best_fz)
+        best_step = torch.where(better, step, best_step)
+        if cpu and bool(better.all()):
+            best_z, best_fz = z, fz  # tensors are never modified in place
+        else:
+            best_z, best_fz = _merge(better, z, best_z), _merge(
+                better, fz, best_fz)
         new_reason = torch.where(
             ~ok, NON_FINITE,
             torch.where(crit < tol, CONVERGED,
@@ -177,78 +202,90 @@ class _FixedPoint(_Method):
     def __init__(self, tau):
         self.tau = tau
 
-    def init(self, z, fz):
-        pass
-
-    def propose(self, z, fz):
-        return z + self.tau * (fz - z)
+    def propose(self, z, fz, g):
+        return fz if self.tau == 1 else torch.add(z, g, alpha=self.tau)
 
 
 class _Broyden(_Method):
-    """Limited-memory "good" Broyden on the inverse Jacobian of g = f − z.
+    """Limited-memory "good" Broyden, storing only the steps.
 
-    B⁻¹ ≈ −I + Uᵀ V with U, V of shape (B, m, D) holding up to m rank-one
-    updates; when they are all used the memory restarts from B⁻¹ = −I with
-    a fixed-point step. The first step is z1 = z0 + g(z0) = f(z0). Each
-    iteration reads U and V twice: B⁻¹g_new is computed once and serves both
-    the Sherman–Morrison update (B⁻¹Δg = B⁻¹g_new + Δz for a unit step) and
-    the next direction.
+    With unit steps s_k = −H_k g_k (H ≈ inverse Jacobian of g = f − z,
+    H_0 = −I), the good-Broyden update H_{k+1} = H_k + u_k v_kᵀ has
+    u_k = s_{k+1} / ‖s_k‖² and v_kᵀ = s_kᵀ H_k (Kelley, "Iterative Methods
+    for Linear and Nonlinear Equations", §7.3): the steps alone define H.
+    w = −H_k g follows from w = g + Σ_{j<k} s_{j+1} c_j, where the c_j solve
+    a small triangular system built from Sᵀg and the Gram matrix SᵀS, and
+    the next step is s_{k+1} = w / (1 − s_kᵀ w / ‖s_k‖²).
+
+    Per iteration the stored steps are read twice (one batched reduction
+    giving Sᵀg_new and the new Gram row, one expansion giving w), against
+    four passes over U and V for the textbook (−I + UVᵀ) form, and the
+    memory is halved: ``history`` steps of B · D floats.
+
+    The first step is s_0 = g_0, i.e. z1 = f(z0). A row whose update is
+    degenerate or non-finite restarts from H = −I (its steps are dropped,
+    the next step is a fixed-point step); all rows restart when the memory
+    is full.
     """
 
     def __init__(self, history):
-        self.m = history
+        self.m = max(2, history)
 
-    def init(self, z, fz):
+    def init(self, z, fz, g):
         bsz, dim = z.shape
-        self.U = z.new_zeros(bsz, self.m, dim)
-        self.V = z.new_zeros(bsz, self.m, dim)
-        self.used = 0  # filled slots
-        self.g = fz - z
-        self.dz = self.g.clone()  # −B⁻¹g with B⁻¹ = −I
+        # only written slots (0..k) are ever read: no zero fill needed
+        self.S = z.new_empty(bsz, self.m, dim)
+        self.gram = z.new_empty(bsz, self.m, self.m)  # s_iᵀ s_j
+        self._set_step(0, g, None)
 
-    @staticmethod
-    def _apply(A, B, x, n):
-        """−x + Σ_k A_k (B_k · x) over the first n slots, rows batched."""
-        coef = torch.bmm(B[:, :n], x[..., None])  # (B, n, 1)
-        return torch.baddbmm(-x[..., None], A[:, :n].transpose(1, 2),
-                             coef)[..., 0]
+    def _set_step(self, k, step, s_dot):
+        """Store step k; ``s_dot`` holds its products with steps 0..k−1."""
+        self.k = k
+        self.S[:, k] = step
+        if s_dot is not None:
+            self.gram[:, k, :k] = s_dot
+            self.gram[:, :k, k] = s_dot
+        self.gram[:, k, k] = torch.linalg.vecdot(step, step)
 
-    def _binv(self, x):
-        """(−I + Σ u_k v_kᵀ) x."""
-        return self._apply(self.U, self.V, x, self.used) if self.used else -x
+    def propose(self, z, fz, g):
+        return z + self.S[:, self.k]
 
-    def _binv_t(self, x):
-        """xᵀ(−I + Σ u_k v_kᵀ), as a column."""
-        return self._apply(self.V, self.U, x, self.used) if self.used else -x
-
-    def propose(self, z, fz):
-        return z + self.dz
-
-    def observe(self, z, fz, ok):
-        g_new = fz - z
-        dz = torch.where(ok[:, None], self.dz, torch.zeros_like(self.dz))
-        dg = g_new - self.g
-        binv_g = self._binv(g_new)
-        vt = self._binv_t(dz)
-        # u = (Δz − B⁻¹Δg) / (vᵀΔg) with B⁻¹Δg = B⁻¹g_new + Δz (unit step)
-        denom = (vt * dg).sum(1)
-        good = ok & torch.isfinite(denom) & (denom.abs() > 1e-30)
-        scale = torch.where(good, 1. / torch.where(good, denom, 1.), 0.)
-        u = torch.nan_to_num(-binv_g * scale[:, None], 0., 0., 0.)
-        vt = torch.nan_to_num(vt * good[:, None], 0., 0., 0.)
-        self.U[:, self.used] = u
-        self.V[:, self.used] = vt
-        self.used += 1
-        self.g = g_new
-        if self.used == self.m:
-            # Memory full: restart from B⁻¹ = −I (evicting single old
-            # updates instead makes the inverse inconsistent and diverges).
-            self.used = 0
-            self.dz = g_new.clone()
+    def observe(self, z, fz, g_new, ok):
+        k = self.k
+        S, G = self.S, self.gram
+        a = torch.bmm(S[:, :k + 1], g_new[..., None])[..., 0]  # Sᵀg_new
+        sq = G.diagonal(dim1=1, dim2=2)[:, :k + 1]
+        live = sq > 0  # dropped steps have s = 0
+        # c_j ‖s_j‖² − Σ_{i<j} (s_jᵀ s_{i+1}) c_i = s_jᵀ g_new  (j < k);
+        # then w = g_new + Σ_j s_{j+1} c_j and Sᵀw = Sᵀg_new + SᵀS_{1:} c
+        if k:
+            lower = torch.tril(G[:, :k, 1:k + 1], diagonal=-1)
+            system = torch.diag_embed(torch.where(live[:, :k], sq[:, :k],
+                                                  1.)) - lower
+            c = torch.linalg.solve_triangular(
+                system, a[:, :k, None], upper=False)
+            s_w = a + torch.bmm(G[:, :k + 1, 1:k + 1], c)[..., 0]
+            w = torch.baddbmm(g_new[..., None], S[:, 1:k + 1].transpose(1, 2),
+                              c)[..., 0]
+        else:
+            s_w, w = a, g_new
+        denom = 1 - s_w[:, k] / torch.where(live[:, k], sq[:, k], 1.)
+        good = ok & live[:, k] & torch.isfinite(denom) & (
+            denom.abs() > 1e-10)
+        if k + 1 == self.m:  # memory full: every row restarts
+            self._set_step(0, g_new, None)
             return
-        # next direction −B⁻¹_new g_new = −(B⁻¹g_new + u (vᵀ g_new))
-        dz_new = binv_g + u * (vt * g_new).sum(1, keepdim=True)
-        self.dz = torch.nan_to_num(-dz_new, 0., 0., 0.)
+        scale = 1 / torch.where(good, denom, 1.)
+        step = w * scale[:, None]
+        s_dot = s_w * scale[:, None]  # Sᵀ s_{k+1}, no pass over S
+        if z.device.type != 'cpu' or not bool(good.all()):
+            # bad rows restart from H = −I: drop their steps, take g_new
+            step = torch.where(good[:, None], step, g_new)
+            keep = good[:, None].to(G.dtype)
+            S[:, :k + 1] *= keep[:, :, None]
+            G[:, :k + 1, :k + 1] *= keep[:, :, None]
+            s_dot = s_dot * keep
+        self._set_step(k + 1, step, s_dot)
 
 
 class _Anderson(_Method):
@@ -262,28 +299,27 @@ class _Anderson(_Method):
     def __init__(self, m, lam, beta):
         self.m, self.lam, self.beta = m, lam, beta
 
-    def init(self, z, fz):
+    def init(self, z, fz, g):
         bsz, dim = z.shape
-        self.X = z.new_zeros(bsz, self.m, dim)
-        self.F = z.new_zeros(bsz, self.m, dim)
-        self.X[:, 0], self.F[:, 0] = z, fz
+        self.F = z.new_zeros(bsz, self.m, dim)  # f(z_i)
+        self.G = z.new_zeros(bsz, self.m, dim)  # f(z_i) − z_i
+        self.F[:, 0], self.G[:, 0] = fz, g
         self.n = 1
         self.last = 0
 
-    def observe(self, z, fz, ok):
+    def observe(self, z, fz, g, ok):
         slot = self.n % self.m
-        self.X[:, slot] = torch.where(ok[:, None], z, self.X[:, self.last])
-        self.F[:, slot] = torch.where(ok[:, None], fz, self.F[:, self.last])
+        self.F[:, slot] = _merge(ok, fz, self.F[:, self.last])
+        self.G[:, slot] = _merge(ok, g, self.G[:, self.last])
         self.last = slot
         self.n += 1
 
-    def propose(self, z, fz):
+    def propose(self, z, fz, g):
         n = min(self.n, self.m)
-        fallback = z + self.beta * (fz - z)
+        fallback = torch.add(z, g, alpha=self.beta)
         if n < 2:
             return fallback
-        X, F = self.X[:, :n], self.F[:, :n]
-        G = F - X
+        F, G = self.F[:, :n], self.G[:, :n]
         bsz = z.shape[0]
         H = z.new_zeros(bsz, n + 1, n + 1)
         H[:, 0, 1:] = H[:, 1:, 0] = 1
@@ -299,9 +335,12 @@ class _Anderson(_Method):
         alpha = sol[:, 1:, 0]
         good = (info == 0) & torch.isfinite(alpha).all(1)
         alpha = torch.where(good[:, None], alpha, torch.zeros_like(alpha))
-        mixed = (self.beta * torch.bmm(alpha[:, None], F)[:, 0] +
-                 (1 - self.beta) * torch.bmm(alpha[:, None], X)[:, 0])
-        return torch.where(good[:, None], mixed, fallback)
+        # β Σα f(z_i) + (1 − β) Σα z_i = Σα f(z_i) − (1 − β) Σα g_i
+        mixed = torch.bmm(alpha[:, None], F)[:, 0]
+        if self.beta != 1:
+            mixed = mixed - (1 - self.beta) * torch.bmm(alpha[:, None],
+                                                        G)[:, 0]
+        return _merge(good, mixed, fallback)
 
 
 SOLVERS: Dict[str, Callable] = {}
@@ -396,11 +435,12 @@ def broyden(f,
     """Limited-memory good Broyden (see :func:`fixed_point` for the args).
 
     Args:
-        history (int | None): number of rank-one updates kept before the
-            memory restarts (memory is 2 · history · B · D floats); None
-            keeps min(max_iter, 30).
+        history (int | None): number of steps kept before the memory
+            restarts from H = −I (memory: history · B · D floats); None
+            keeps every step of the budget (no restart), as the reference
+            and torchdeq do.
     """
-    history = min(max_iter, 30) if history is None else history
+    history = max_iter + 1 if history is None else history
     return _iterate(f, z0, _Broyden(max(1, history)), max_iter, tol,
                     stop_mode, check_every, divergence)
 

@@ -1,0 +1,80 @@
+# Copyright (c) mdeq_mm authors. All rights reserved.
+"""Peak-memory and timing helpers for the benchmark tools.
+
+On CUDA the peak is torch's ``max_memory_allocated``. On CPU it is the
+process's peak resident set size (VmHWM), reset at the start of the
+measured region through ``/proc/self/clear_refs``, so it counts PyTorch's CPU
+allocations (and everything else the region allocates). Run each case in its
+own process (:func:`run_isolated`) so that earlier cases do not leave freed
+memory behind that later ones reuse.
+"""
+import multiprocessing as mp
+import time
+from typing import Any, Callable, Dict
+
+import torch
+
+
+def _proc_status(key: str) -> int:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(key + ':'):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+class PeakMemory:
+    """Context manager measuring the peak memory above the entry level.
+
+    Attributes:
+        delta (int): bytes of peak memory above the level at entry.
+    """
+
+    def __init__(self, device: torch.device):
+        self.cuda = torch.device(device).type == 'cuda'
+        self.delta = 0
+
+    def __enter__(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            with open('/proc/self/clear_refs', 'w') as f:
+                f.write('5')  # reset VmHWM to the current RSS
+            self.base = _proc_status('VmRSS')
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated()
+        else:
+            peak = _proc_status('VmHWM')
+        self.delta = max(0, peak - self.base)
+        return False
+
+
+def timed(fn: Callable, device: torch.device, repeat: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds (synchronising CUDA)."""
+    times = []
+    for _ in range(repeat):
+        if torch.device(device).type == 'cuda':
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if torch.device(device).type == 'cuda':
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
+def run_isolated(target: Callable[..., Dict[str, Any]],
+                 **kwargs) -> Dict[str, Any]:
+    """Run ``target(**kwargs)`` in a fresh spawned process; return its dict.
+
+    ``target`` must be importable (a module-level function).
+    """
+    ctx = mp.get_context('spawn')
+    with ctx.Pool(1) as pool:
+        return pool.apply(target, kwds=kwargs)

@@ -1,0 +1,112 @@
+# Copyright (c) mdeq_mm authors. All rights reserved.
+"""Test (evaluate) an mdeq_mm model with mmsegmentation or mmpretrain.
+
+Usage:
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out OUT]
+        [--show] [--show-dir DIR] [--tta] [--cfg-options k=v ...]
+        [--launcher ...]
+
+``--out``: segmentation, a folder receiving one prediction PNG per image
+(train ids); classification, a pickle file of the predictions.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description='Test (and eval) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='folder for the metrics log')
+    parser.add_argument('--out', help='where to write the predictions')
+    parser.add_argument('--show', action='store_true', help='show results')
+    parser.add_argument('--show-dir', help='folder for painted results')
+    parser.add_argument('--wait-time', type=float, default=2)
+    parser.add_argument('--tta', action='store_true',
+                        help='test-time augmentation (flip/multi-scale)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def build_cfg(args):
+    import mdeq_mm  # noqa: F401
+    from mmengine.config import Config
+
+    from mdeq_mm.datasets import check_datasets
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    seg = cfg.get('default_scope', 'mmseg') == 'mmseg'
+    if args.show or args.show_dir:
+        hooks = cfg.default_hooks
+        if seg:
+            hooks.visualization.draw = True
+            hooks.visualization.show = args.show
+            hooks.visualization.wait_time = args.wait_time
+            if args.show_dir:
+                cfg.visualizer.save_dir = args.show_dir
+        else:
+            hooks.visualization.enable = True
+            hooks.visualization.show = args.show
+            hooks.visualization.wait_time = args.wait_time
+            hooks.visualization.out_dir = args.show_dir
+    if args.out:
+        if seg:
+            cfg.test_evaluator['output_dir'] = args.out
+            cfg.test_evaluator['keep_results'] = True
+        else:
+            evaluators = cfg.test_evaluator
+            if isinstance(evaluators, dict):
+                evaluators = [evaluators]
+            cfg.test_evaluator = list(evaluators) + [
+                dict(type='DumpResults', out_file_path=args.out)
+            ]
+    if args.tta:
+        if seg:
+            cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+            cfg.tta_model.module = cfg.model
+            cfg.model = cfg.tta_model
+        else:
+            from mdeq_mm.utils.tta import cls_flip_tta
+            cls_flip_tta(cfg)
+    loader = cfg.test_dataloader
+    if loader.get('num_workers', 0) == 0:
+        loader['persistent_workers'] = False
+    check_datasets(cfg, ['test_dataloader'])
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from mdeq_mm.datasets import DatasetLayoutError
+    try:
+        cfg = build_cfg(args)
+    except DatasetLayoutError as e:
+        raise SystemExit(f'Dataset error: {e}')
+    from mmengine.runner import Runner
+    runner = Runner.from_cfg(cfg)
+    return runner.test()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,130 @@
+# Copyright (c) mdeq_mm authors. All rights reserved.
+"""Train an mdeq_mm model with mmsegmentation or mmpretrain.
+
+The task follows the config's ``default_scope`` ('mmseg' or 'mmpretrain').
+Flags follow the OpenMMLab tools. Works from a checkout without PYTHONPATH.
+
+Usage:
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]]
+        [--amp] [--no-validate] [--cfg-options k=v ...]
+        [--launcher {none,pytorch,slurm,mpi}]
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Train a model')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from the latest checkpoint in the work_dir (no value, '
+        'or "auto"), or from the given checkpoint')
+    parser.add_argument(
+        '--amp', action='store_true', help='automatic mixed precision (GPU)')
+    parser.add_argument(
+        '--no-validate',
+        action='store_true',
+        help='do not evaluate during training')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=_dict_action(),
+        help='override config settings, key=value pairs')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def _dict_action():
+    from mmengine.config import DictAction
+    return DictAction
+
+
+def build_cfg(args):
+    """The config with the command-line options applied."""
+    import mdeq_mm  # noqa: F401 (registers modules, checkpoint loading)
+    from mmengine.config import Config
+
+    from mdeq_mm.datasets import check_datasets
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        import torch
+        if not torch.cuda.is_available():
+            raise SystemExit('--amp needs a CUDA device (mmengine\'s '
+                             'AmpOptimWrapper); drop --amp on CPU')
+        optim = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        if optim != 'AmpOptimWrapper':
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    if args.no_validate:
+        cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(name)
+        if loader and loader.get('num_workers', 0) == 0:
+            loader['persistent_workers'] = False
+    check_datasets(
+        cfg, ['train_dataloader'] +
+        ([] if args.no_validate else ['val_dataloader']))
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from mdeq_mm.datasets import DatasetLayoutError
+    try:
+        cfg = build_cfg(args)
+    except DatasetLayoutError as e:
+        raise SystemExit(f'Dataset error: {e}')
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
+              RUNNERS.build(cfg))
+    try:
+        runner.train()
+    except BaseException:
+        # Never lose the progress of a run that dies (diverged solver,
+        # Ctrl-C, out of memory): save where it stopped, then re-raise.
+        if runner.iter > 0 and runner.rank == 0:
+            name = f'iter_{runner.iter}_interrupted.pth'
+            runner.save_checkpoint(runner.work_dir, name, save_optimizer=True,
+                                   save_param_scheduler=True)
+            runner.logger.error(
+                f'training stopped at iteration {runner.iter}; saved '
+                f'{osp.join(runner.work_dir, name)} (resume with --resume '
+                f'{osp.join(runner.work_dir, name)})')
+        raise
+    return runner
+
+
+if __name__ == '__main__':
+    main()
