@@ -89,6 +89,8 @@ def build_cfg(args):
         else:
             from mdeq_mm.utils.tta import cls_flip_tta
             cls_flip_tta(cfg)
+    from mdeq_mm.engine.cpu_dist import setup_cpu_distributed
+    setup_cpu_distributed(cfg)
     loader = cfg.test_dataloader
     if loader.get('num_workers', 0) == 0:
         loader['persistent_workers'] = False

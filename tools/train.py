@@ -92,6 +92,8 @@ def build_cfg(args):
         loader = cfg.get(name)
         if loader and loader.get('num_workers', 0) == 0:
             loader['persistent_workers'] = False
+    from mdeq_mm.engine.cpu_dist import setup_cpu_distributed
+    setup_cpu_distributed(cfg)
     check_datasets(
         cfg, ['train_dataloader'] +
         ([] if args.no_validate else ['val_dataloader']))

@@ -6,7 +6,7 @@
 _base_ = ['./mdeq-tiny_2xb64_cifar10.py']
 model = dict(
     backbone=dict(
-        arch=dict(base='small', downsample_times=0),
+        arch=dict(_delete_=True, base='small', downsample_times=0),
         dropout=0.3,
         solver_cfg=dict(max_iter=18),
         grad_cfg=dict(solver_cfg=dict(max_iter=20))),

@@ -1,4 +1,9 @@
 # Copyright (c) mdeq_mm authors. All rights reserved.
-from .hooks import DEQTelemetryHook, DEQWarmupHook, find_mdeq_backbone
+from .cpu_dist import CPUDistributedDataParallel, setup_cpu_distributed
+from .hooks import (DEQTelemetryHook, DEQWarmupHook, RunStatsHook,
+                    find_mdeq_backbone)
 
-__all__ = ['DEQWarmupHook', 'DEQTelemetryHook', 'find_mdeq_backbone']
+__all__ = [
+    'DEQWarmupHook', 'DEQTelemetryHook', 'RunStatsHook', 'find_mdeq_backbone',
+    'CPUDistributedDataParallel', 'setup_cpu_distributed'
+]

@@ -109,4 +109,6 @@ def _register(*classes):
         ROOT_HOOKS.register_module(module=cls)
 
 
-_register(DEQWarmupHook, DEQTelemetryHook)
+from .run_stats_hook import RunStatsHook  # noqa: E402
+
+_register(DEQWarmupHook, DEQTelemetryHook, RunStatsHook)

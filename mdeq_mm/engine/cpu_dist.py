@@ -1,0 +1,46 @@
+# Copyright (c) mdeq_mm authors. All rights reserved.
+"""Distributed training on CPUs (gloo) with mmengine's Runner.
+
+mmengine 0.10.7 assumes one GPU per process for ``--launcher pytorch``: it
+calls ``torch.cuda.set_device`` while initialising and passes
+``device_ids=[LOCAL_RANK]`` to DDP, both of which fail without CUDA. The
+project's tools call :func:`setup_cpu_distributed`, which initialises a gloo
+process group first (the Runner then skips its own initialisation) and
+selects :class:`CPUDistributedDataParallel`, which drops ``device_ids``.
+"""
+import os
+
+import torch
+import torch.distributed as dist
+from mmengine.model import MMDistributedDataParallel
+from mmengine.registry import MODEL_WRAPPERS
+
+
+@MODEL_WRAPPERS.register_module()
+class CPUDistributedDataParallel(MMDistributedDataParallel):
+    """MMDistributedDataParallel for CPU modules (no ``device_ids``)."""
+
+    def __init__(self, module, device_ids=None, **kwargs):
+        super().__init__(module=module, device_ids=None, **kwargs)
+
+
+def setup_cpu_distributed(cfg) -> bool:
+    """Prepare ``cfg`` for a CPU multi-process run; True if it applies."""
+    if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
+        return False
+    if cfg.launcher != 'pytorch':
+        raise SystemExit(f'--launcher {cfg.launcher} without CUDA is not '
+                         'supported; use torchrun with --launcher pytorch')
+    if not dist.is_initialized():
+        dist.init_process_group(
+            'gloo',
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']))
+    wrapper = cfg.get('model_wrapper_cfg') or {}
+    wrapper = dict(wrapper)
+    wrapper['type'] = 'CPUDistributedDataParallel'
+    wrapper.setdefault('broadcast_buffers', False)
+    wrapper.setdefault('find_unused_parameters',
+                       cfg.get('find_unused_parameters', False))
+    cfg.model_wrapper_cfg = wrapper
+    return True
