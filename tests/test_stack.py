@@ -247,3 +247,23 @@ def test_checkpoint_allowlist_does_not_open_getattr():
         _history_buffer_getattr(os, 'system')
     with pytest.raises(pickle.UnpicklingError, match='refusing'):
         _history_buffer_getattr(HistoryBuffer, '__init__')
+
+
+def test_mmcv_wheel_cache_is_keyed_by_torch_python_and_cuda(monkeypatch,
+                                                           tmp_path):
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    try:
+        import setup_env
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setenv('MDEQ_MM_CACHE', str(tmp_path))
+    a = setup_env.wheel_dir('2.14.1+cu130', '3.11', 'cpu')
+    assert a.startswith(str(tmp_path))
+    assert 'mmcv-2.1.0' in a and 'torch-2.14.1+cu130' in a
+    others = {setup_env.wheel_dir('2.13.0+cpu', '3.11', 'cpu'),
+              setup_env.wheel_dir('2.14.1+cu130', '3.12', 'cpu'),
+              setup_env.wheel_dir('2.14.1+cu130', '3.11', '13.0')}
+    assert a not in others and len(others) == 3
+    # the installed mmcv has working ops here, so setup leaves it alone
+    ok, version = setup_env.mmcv_ops_ok()
+    assert ok and version == '2.1.0'

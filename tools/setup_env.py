@@ -143,6 +143,12 @@ def cache_dir():
                           osp.join(osp.expanduser('~'), '.cache', 'mdeq_mm'))
 
 
+def wheel_dir(torch_ver, py_ver, cuda):
+    """Cache folder of the mmcv wheel for this torch, Python and CUDA."""
+    key = f'mmcv-{MMCV_VERSION}_torch-{torch_ver}_py{py_ver}_cuda-{cuda}'
+    return osp.join(cache_dir(), 'wheels', key)
+
+
 def build_info():
     """torch version, Python tag and the CUDA variant the build will use."""
     ok, out = py('import torch, sys, shutil\n'
@@ -224,9 +230,7 @@ def step_mmcv(args):
     ok, ver = mmcv_ops_ok()
     if ok and not args.rebuild_mmcv:
         return f'kept mmcv {ver} (compiled ops import)'
-    torch_ver, py_ver, cuda = build_info()
-    key = f'mmcv-{MMCV_VERSION}_torch-{torch_ver}_py{py_ver}_cuda-{cuda}'
-    dest = osp.join(cache_dir(), 'wheels', key)
+    dest = wheel_dir(*build_info())
     wheels = glob.glob(osp.join(dest, 'mmcv-*.whl'))
     how = f'cached wheel {dest}'
     if args.rebuild_mmcv or not wheels:
@@ -260,18 +264,29 @@ def step_mm(args):
     return 'installed ' + ', '.join(missing)
 
 
+def test_requirements():
+    with open(osp.join(ROOT, 'requirements', 'tests.txt')) as f:
+        return [
+            line.split('#')[0].strip() for line in f
+            if line.split('#')[0].strip()
+        ]
+
+
 def step_self(args):
     ok, out = py('import mdeq_mm, os; print(os.path.dirname('
                  'os.path.dirname(mdeq_mm.__file__)))')
-    if ok and osp.samefile(out.splitlines()[-1], ROOT) and not unmet(
-        ['pytest']):
+    installed = ok and osp.samefile(out.splitlines()[-1], ROOT)
+    missing = unmet(test_requirements())
+    if installed and not missing:
         return f'already installed (editable) from {ROOT}'
-    pip(['--no-build-isolation', '--no-deps', '-e', f'{ROOT}[tests]'],
-        'mdeq_mm', 'Run from a clean checkout; see the pip output above.')
-    missing = unmet(['pytest'])
+    if not installed:
+        # --no-deps: the OpenMMLab stack was installed by the steps above
+        pip(['--no-build-isolation', '--no-deps', '-e', ROOT], 'mdeq_mm',
+            'Run from a clean checkout; see the pip output above.')
     if missing:
         pip(missing, 'test requirements', 'Check network access to PyPI.')
-    return f'installed editable from {ROOT}'
+    return f'installed editable from {ROOT}' + (
+        f' (+ {", ".join(missing)})' if missing else '')
 
 
 def step_check(args):

@@ -5,7 +5,7 @@ _base_ = ['mmpretrain::_base_/default_runtime.py']
 custom_imports = dict(imports=['mdeq_mm'], allow_failed_imports=False)
 data_root = 'data/demo/imagenet'
 arch = dict(base='small', num_channels=(16, 32, 64, 128), expansion=4)
-max_iters = 240
+max_iters = 400
 backbone = dict(
     type='MDEQ',
     arch=arch,

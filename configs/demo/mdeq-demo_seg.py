@@ -4,7 +4,7 @@
 _base_ = ['mmseg::_base_/default_runtime.py']
 custom_imports = dict(imports=['mdeq_mm'], allow_failed_imports=False)
 data_root = 'data/demo/cityscapes'
-max_iters = 300
+max_iters = 800
 norm_cfg = dict(type='BN', requires_grad=True, momentum=0.01)
 model = dict(
     type='EncoderDecoder',
@@ -65,7 +65,8 @@ val_dataloader = dict(
     dataset=dict(
         type='CityscapesDataset',
         data_root=data_root,
-        data_prefix=dict(img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
+        data_prefix=dict(
+            img_path='leftImg8bit/val', seg_map_path='gtFine/val'),
         pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])

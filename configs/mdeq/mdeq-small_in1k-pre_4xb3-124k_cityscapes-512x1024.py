@@ -5,7 +5,7 @@
 # MDEQ segmentation config:
 #   python tools/train.py configs/mdeq_cityscapes.py --cfg-options \
 #     model.backbone.init_cfg.type=Pretrained \
-#     model.backbone.init_cfg.checkpoint=work_dirs/mdeq-small_4xb32_in1k/epoch_100.pth \
+#     model.backbone.init_cfg.checkpoint=$IN1K_CHECKPOINT \
 #     model.backbone.init_cfg.prefix=backbone.
 _base_ = ['./mdeq-small_4xb3-124k_cityscapes-512x1024.py']
 pretrained = 'work_dirs/mdeq-small_4xb32_in1k/epoch_100.pth'

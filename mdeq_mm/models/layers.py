@@ -220,6 +220,8 @@ class MDEQLayer(nn.Module):
         groups (int): GroupNorm groups (post-fusion uses groups // 2).
         dropout (float): variational dropout rate in the blocks.
         weight_norm (bool): weight norm on block convs and post-fusion conv.
+        post_gn_affine (bool): affine post-fusion GroupNorm (locuslab/deq's
+            POST_GN_AFFINE; False in its Jacobian-regularised configs).
     """
 
     def __init__(self,
@@ -228,7 +230,8 @@ class MDEQLayer(nn.Module):
                  expansion: int = 5,
                  groups: int = 8,
                  dropout: float = 0.0,
-                 weight_norm: bool = True):
+                 weight_norm: bool = True,
+                 post_gn_affine: bool = True):
         super().__init__()
         n = len(channels)
         self.channels = list(channels)
@@ -260,7 +263,8 @@ class MDEQLayer(nn.Module):
                     relu=nn.ReLU(inplace=False),
                     conv=WeightNormConv2d(c, c, 1) if weight_norm else
                     nn.Conv2d(c, c, 1, bias=False),
-                    gnorm=_gn(post_groups, c))) for c in channels
+                    gnorm=_gn(post_groups, c, post_gn_affine)))
+            for c in channels
         ])
 
     def reset(self) -> None:

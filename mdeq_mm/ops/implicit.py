@@ -138,8 +138,8 @@ class _AdjointSolve(torch.autograd.Function):
         def adjoint(w):
             return ctx.vjp(w.to(grad.dtype)).to(dtype) + g.to(dtype)
 
-        w, bstats = solve(ctx.solver, adjoint, torch.zeros_like(g, dtype=dtype),
-                          **ctx.solver_cfg)
+        w0 = torch.zeros_like(g, dtype=dtype)
+        w, bstats = solve(ctx.solver, adjoint, w0, **ctx.solver_cfg)
         bstats.fz = None
         # A solve that never beats w = 0 (in absolute residual, whatever
         # the stop mode) would silently zero or corrupt the gradient: fall

@@ -160,9 +160,8 @@ def _iterate(f: Callable[[Tensor], Tensor], z0: Tensor, method: _Method,
         if cpu and bool(keep.all()):
             z, fz, g, abs_res, rel_res = z_new, fz_new, g_new, abs_new, rel_new
         else:
-            z, fz, g = (_merge(keep, a, b) for a, b in ((z_new, z),
-                                                         (fz_new, fz),
-                                                         (g_new, g)))
+            z, fz, g = (_merge(keep, a, b)
+                        for a, b in ((z_new, z), (fz_new, fz), (g_new, g)))
             abs_res = torch.where(keep, abs_new, abs_res)
             rel_res = torch.where(keep, rel_new, rel_res)
         method.observe(z, fz, g, keep)
@@ -292,7 +291,8 @@ class _Anderson(_Method):
     """Type-II Anderson acceleration with m past (z, f(z)) pairs.
 
     Mixing weights α solve min ‖Σ α_i (f(z_i) − z_i)‖² + λ ‖α‖² with
-    Σ α_i = 1, λ = lam × the mean ‖f(z_i) − z_i‖² of the history (a bordered linear system, torch.linalg.solve_ex). Rows whose
+    Σ α_i = 1, λ = lam × the mean ‖f(z_i) − z_i‖² of the history (a
+    bordered linear system, torch.linalg.solve_ex). Rows whose
     system is singular or non-finite take a plain damped fixed-point step.
     """
 

@@ -57,9 +57,9 @@ def _vegetation(img, lab, rng, cx, cy, rx, ry):
                 -1)
     # trunk
     h = img.shape[0]
-    cv2.rectangle(mask, (int(cx) - 1, int(cy)), (int(cx) + 1,
-                                                  min(h - 1, int(cy + 2 * ry))),
-                  1, -1)
+    trunk_end = min(h - 1, int(cy + 2 * ry))
+    cv2.rectangle(mask, (int(cx) - 1, int(cy)), (int(cx) + 1, trunk_end), 1,
+                  -1)
     base = _colour(rng)
     speckle = rng.uniform(0.45, 1.3, lab.shape + (1, ))
     sel = mask.astype(bool)

@@ -52,5 +52,7 @@ def test_config_parses_and_builds(path):
     expected = PARAMS.get(osp.basename(path))
     if expected is not None:
         assert sum(p.numel() for p in model.parameters()) == expected
+    if 'from-hr18' in path:  # the bare three-line swap of the README
+        return
     hooks = [h['type'] for h in cfg.get('custom_hooks', [])]
     assert 'DEQWarmupHook' in hooks and 'DEQTelemetryHook' in hooks

@@ -197,8 +197,8 @@ def test_float32_state_under_bfloat16_f():
     def f_bf16(z):
         return f(z.double()).to(torch.bfloat16)
 
-    z, stats = solve('broyden', f_bf16, torch.zeros_like(b, dtype=torch.float32),
-                     max_iter=30, tol=1e-2)
+    z0 = torch.zeros_like(b, dtype=torch.float32)
+    z, stats = solve('broyden', f_bf16, z0, max_iter=30, tol=1e-2)
     assert z.dtype == torch.float32
     assert stats.reasons == ['converged', 'converged']
     assert (z.double() - z_true).norm(dim=1).max() < 0.1

@@ -3,7 +3,6 @@
 generated data (CPU): segmentation, classification, transfer, resume."""
 import glob
 import json
-import os
 import os.path as osp
 import subprocess
 import sys

@@ -5,7 +5,6 @@ They only read and set plain attributes of the backbone (``mode``,
 ``last_stats``); the backbone knows nothing of the Runner.
 """
 import importlib
-from typing import Optional
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper

@@ -8,7 +8,7 @@ import importlib
 import math
 import warnings
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -122,6 +122,8 @@ class MDEQ(BaseModule):
             the outputs back; False raises a clear error instead.
         frozen (bool): freeze all weights, keep norms in eval mode and skip
             every gradient computation (transfer evaluation).
+        post_gn_affine (bool): affine post-fusion GroupNorm (False for the
+            Jacobian-regularised locuslab/deq checkpoints).
         pretrained (str | None): deprecated; use init_cfg.
         init_cfg (dict | None): mmengine init config, e.g.
             ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
@@ -144,6 +146,7 @@ class MDEQ(BaseModule):
                      solver_cfg=dict(max_iter=30, tol=1e-4, stop_mode='rel')),
                  pad_input: bool = False,
                  frozen: bool = False,
+                 post_gn_affine: bool = True,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         if pretrained is not None:
@@ -189,7 +192,8 @@ class MDEQ(BaseModule):
             expansion=self.arch['expansion'],
             groups=self.arch['num_groups'],
             dropout=dropout,
-            weight_norm=self.arch['weight_norm'])
+            weight_norm=self.arch['weight_norm'],
+            post_gn_affine=post_gn_affine)
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
         self.mode = mode
