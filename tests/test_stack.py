@@ -249,8 +249,8 @@ def test_checkpoint_allowlist_does_not_open_getattr():
         _history_buffer_getattr(HistoryBuffer, '__init__')
 
 
-def test_mmcv_wheel_cache_is_keyed_by_torch_python_and_cuda(monkeypatch,
-                                                           tmp_path):
+def test_mmcv_wheel_cache_is_keyed_by_torch_python_cuda(monkeypatch,
+                                                        tmp_path):
     sys.path.insert(0, osp.join(ROOT, 'tools'))
     try:
         import setup_env

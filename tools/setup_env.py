@@ -230,7 +230,8 @@ def step_mmcv(args):
     ok, ver = mmcv_ops_ok()
     if ok and not args.rebuild_mmcv:
         return f'kept mmcv {ver} (compiled ops import)'
-    dest = wheel_dir(*build_info())
+    torch_ver, py_ver, cuda = build_info()
+    dest = wheel_dir(torch_ver, py_ver, cuda)
     wheels = glob.glob(osp.join(dest, 'mmcv-*.whl'))
     how = f'cached wheel {dest}'
     if args.rebuild_mmcv or not wheels:

@@ -131,7 +131,8 @@ def reference_cls_head(state, feats):
 
 
 @pytest.mark.parametrize('name', [
-    'keys_cifar_cls_mdeq_TINY.yaml.txt', 'keys_imagenet_cls_mdeq_SMALL.yaml.txt',
+    'keys_cifar_cls_mdeq_TINY.yaml.txt',
+    'keys_imagenet_cls_mdeq_SMALL.yaml.txt',
     'keysv2_experiments_imagenet_cls_mdeq_SMALL_reg.yaml.txt'
 ])
 def test_classification_head_equals_reference_computation(converted, name):
