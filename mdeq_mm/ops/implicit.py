@@ -18,7 +18,8 @@ gradients by one of three strategies:
 * ``'phantom'``: k damped steps z ← (1 − tau) z + tau f(z) from z*, tracked;
   k = 1 with tau = 1 is the Jacobian-free one-step gradient.
 * ``'unrolled'``: f applied ``depth`` times from the initial state with
-  ordinary backprop (the weight-tied warm-up mode); no solver.
+  ordinary backprop (the weight-tied warm-up mode); no solver, also when
+  grad mode is off.
 
 When grad mode is off (evaluation, frozen models) the solver's z* is returned
 and no graph is built. The multiscale state is packed into one float32
@@ -190,6 +191,9 @@ class ImplicitLayer:
         if self.eval_solver_cfg is not None:
             check_solver_cfg(solver, self.eval_solver_cfg)
         self.set_grad(grad, grad_cfg)
+        # trace the residual of every scale in every solver iteration
+        # (forward and backward); for analysis, costs two passes per step
+        self.trace_scales = False
 
     def set_grad(self, grad: str, grad_cfg: Optional[dict] = None) -> None:
         """Switch the gradient strategy (validated)."""
@@ -236,7 +240,7 @@ class ImplicitLayer:
         """
         packer = StatePacker.like(z0)
         track = torch.is_grad_enabled()
-        if track and self.grad == 'unrolled':
+        if self.grad == 'unrolled':  # with or without grad
             z = list(z0)
             for _ in range(self.grad_cfg['depth']):
                 z = f(z)
@@ -253,9 +257,10 @@ class ImplicitLayer:
             training = track
         if not training and self.eval_solver_cfg is not None:
             cfg = self.eval_solver_cfg
+        extra = dict(scales=packer.sizes) if self.trace_scales else {}
         with torch.no_grad():
             z_star, fstats = solve(self.solver, f_flat,
-                                   packer.pack(z0, dtype), **cfg)
+                                   packer.pack(z0, dtype), **cfg, **extra)
             fz = fstats.fz
             fstats.fz = None
             per_scale = packer.per_scale_norm(fz - z_star) / (
@@ -285,7 +290,8 @@ class ImplicitLayer:
                 z_plus, z_star, w, retain_graph=True)[0]
 
         z_out = _AdjointSolve.apply(z_plus, vjp, self.grad_cfg['solver'],
-                                    self.grad_cfg['solver_cfg'], stats)
+                                    dict(self.grad_cfg['solver_cfg'],
+                                         **extra), stats)
         stats.nfev_unrolled = 1
         return [t.to(z0[i].dtype)
                 for i, t in enumerate(packer.unpack(z_out))], stats

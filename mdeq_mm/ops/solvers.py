@@ -19,7 +19,7 @@ iterations, so a GPU run does not stall on a sync per iteration.
 """
 import inspect
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -43,6 +43,9 @@ class SolverStats:
         reason (Tensor): (B,) stop reason, an index into ``REASONS``.
         fz (Tensor, optional): (B, D) f at the returned iterate; consumers
             may drop it (set to None) once used.
+        rel_trace_scales (Tensor, optional): (B, T+1, S) relative residual
+            of each of S segments of the state (e.g. the scales of an MDEQ),
+            recorded when the solver is given ``scales``.
     """
     abs_trace: Tensor
     rel_trace: Tensor
@@ -52,6 +55,7 @@ class SolverStats:
     rel_lowest: Tensor
     reason: Tensor
     fz: Optional[Tensor] = field(default=None, repr=False)
+    rel_trace_scales: Optional[Tensor] = field(default=None, repr=False)
 
     @property
     def reasons(self) -> List[str]:
@@ -96,10 +100,24 @@ def _merge(mask: Tensor, new: Tensor, old: Tensor) -> Tensor:
     return torch.where(mask[:, None] if new.dim() == 2 else mask, new, old)
 
 
-def _iterate(f: Callable[[Tensor], Tensor], z0: Tensor, method: _Method,
-             max_iter: int, tol: float, stop_mode: str,
+def _segment_rel(g: Tensor, fz: Tensor, scales) -> Tensor:
+    """(B, S) relative residual of each segment of the flat state."""
+    return torch.stack([
+        _norm(a) / (_norm(b) + 1e-9)
+        for a, b in zip(torch.split(g, scales, 1), torch.split(fz, scales, 1))
+    ], 1)
+
+
+def _iterate(f: Callable[[Tensor], Tensor],
+             z0: Tensor,
+             method: _Method,
+             max_iter: int,
+             tol: float,
+             stop_mode: str,
              check_every: Optional[int],
-             divergence: float) -> Tuple[Tensor, SolverStats]:
+             divergence: float,
+             scales: Optional[Sequence[int]] = None
+             ) -> Tuple[Tensor, SolverStats]:
     """The loop shared by all solvers: residuals, freezing, lowest iterate.
 
     Row-wise masking (frozen rows, rejected non-finite rows, lowest-iterate
@@ -145,6 +163,7 @@ def _iterate(f: Callable[[Tensor], Tensor], z0: Tensor, method: _Method,
     best_step = torch.zeros(bsz, dtype=torch.long, device=z.device)
     nfev = torch.ones(bsz, dtype=torch.long, device=z.device)
     abs_trace, rel_trace = [abs_res], [rel_res]
+    scale_trace = [_segment_rel(g, fz, scales)] if scales else None
     for step in range(1, max_iter + 1):
         if step % check_every == 0 or step == 1:
             if not bool(active.any()):
@@ -183,6 +202,8 @@ def _iterate(f: Callable[[Tensor], Tensor], z0: Tensor, method: _Method,
         active = reason == MAX_ITER
         abs_trace.append(abs_res)
         rel_trace.append(rel_res)
+        if scales:
+            scale_trace.append(_segment_rel(g, fz, scales))
     abs_lowest = _norm(best_fz - best_z)
     stats = SolverStats(
         abs_trace=torch.stack(abs_trace, 1),
@@ -192,7 +213,8 @@ def _iterate(f: Callable[[Tensor], Tensor], z0: Tensor, method: _Method,
         abs_lowest=abs_lowest,
         rel_lowest=abs_lowest / (_norm(best_fz) + 1e-9),
         reason=reason,
-        fz=best_fz)
+        fz=best_fz,
+        rel_trace_scales=torch.stack(scale_trace, 1) if scales else None)
     return best_z, stats
 
 
@@ -344,8 +366,6 @@ class _Anderson(_Method):
 
 
 SOLVERS: Dict[str, Callable] = {}
-COMMON_OPTIONS = ('max_iter', 'tol', 'stop_mode', 'check_every',
-                  'divergence')
 
 
 def register_solver(name: str):
@@ -399,6 +419,7 @@ def fixed_point(f,
                 stop_mode='rel',
                 check_every=None,
                 divergence=1e4,
+                scales=None,
                 tau=1.0):
     """Damped fixed-point iteration z ← z + tau (f(z) − z).
 
@@ -412,6 +433,9 @@ def fixed_point(f,
             "all stopped" test; None: 1 on CPU, 4 elsewhere.
         divergence (float): a sample whose absolute residual exceeds this
             multiple of its initial residual stops as 'diverged'.
+        scales (Sequence[int] | None): sizes of segments of the state whose
+            relative residuals are traced separately (costs two passes over
+            the state per iteration; off by default).
         tau (float): damping in (0, 1].
 
     Returns:
@@ -419,7 +443,7 @@ def fixed_point(f,
         and its statistics.
     """
     return _iterate(f, z0, _FixedPoint(tau), max_iter, tol, stop_mode,
-                    check_every, divergence)
+                    check_every, divergence, scales)
 
 
 @register_solver('broyden')
@@ -431,6 +455,7 @@ def broyden(f,
             stop_mode='rel',
             check_every=None,
             divergence=1e4,
+            scales=None,
             history=None):
     """Limited-memory good Broyden (see :func:`fixed_point` for the args).
 
@@ -442,7 +467,7 @@ def broyden(f,
     """
     history = max_iter + 1 if history is None else history
     return _iterate(f, z0, _Broyden(max(1, history)), max_iter, tol,
-                    stop_mode, check_every, divergence)
+                    stop_mode, check_every, divergence, scales)
 
 
 @register_solver('anderson')
@@ -454,6 +479,7 @@ def anderson(f,
              stop_mode='rel',
              check_every=None,
              divergence=1e4,
+             scales=None,
              m=6,
              lam=1e-4,
              beta=1.0):
@@ -466,4 +492,4 @@ def anderson(f,
         beta (float): damping of the mixed update.
     """
     return _iterate(f, z0, _Anderson(m, lam, beta), max_iter, tol, stop_mode,
-                    check_every, divergence)
+                    check_every, divergence, scales)

@@ -87,7 +87,7 @@ def _car(img, lab, rng, x0, y1, w):
 
 
 def _person(img, lab, rng, cx, y1, h):
-    w = max(2, h // 4)
+    w = max(3, h // 3)
     top, bottom = _colour(rng), _colour(rng)
     y0 = y1 - h
     mid = y0 + h // 2
@@ -133,22 +133,22 @@ def make_scene(rng, size: Tuple[int, int] = (64, 128)):
     for lx in range(int(rng.integers(0, 8)), w, 16):
         cv2.line(img, (lx, lane_y), (lx + 7, lane_y), lane, 1)
     # objects, drawn in random order so that they overlap
-    objects = (['veg'] * int(rng.integers(1, 3)) +
+    objects = (['veg'] * int(rng.integers(1, 4)) +
                ['car'] * int(rng.integers(1, 4)) +
-               ['person'] * int(rng.integers(0, 3)))
+               ['person'] * int(rng.integers(1, 4)))
     rng.shuffle(objects)
     for kind in objects:
         if kind == 'veg':
-            ry = int(rng.integers(5, 11))
+            ry = int(rng.integers(7, 14))
             _vegetation(img, lab, rng, rng.integers(0, w),
                         road_top - ry - int(rng.integers(0, 6)),
-                        int(rng.integers(4, 10)), ry)
+                        int(rng.integers(6, 14)), ry)
         elif kind == 'car':
             cw = int(rng.integers(16, 34))
             _car(img, lab, rng, int(rng.integers(0, max(1, w - cw))),
                  int(rng.integers(road_top + 2, h - 2)), cw)
         else:
-            ph = int(rng.integers(12, 22))
+            ph = int(rng.integers(14, 26))
             _person(img, lab, rng, int(rng.integers(3, w - 3)),
                     int(rng.integers(road_top, h - 1)), ph)
     img = img * rng.uniform(0.8, 1.2) + rng.normal(0, 6, img.shape)
@@ -187,8 +187,8 @@ def make_object(rng, cls: str, size: int = 64) -> np.ndarray:
 
 
 def write_cityscapes(root: str,
-                     n_train: int = 64,
-                     n_val: int = 16,
+                     n_train: int = 160,
+                     n_val: int = 24,
                      size: Tuple[int, int] = (64, 128),
                      seed: int = 0) -> str:
     """Write the street scenes in the Cityscapes layout under ``root``."""

@@ -249,3 +249,52 @@ def test_bad_configs_name_the_valid_choices():
         MDEQ('tiny', mode='pretrain')
     arch = MDEQ(dict(base='small', num_channels=(16, 32, 64, 128))).arch
     assert arch['expansion'] == 5 and arch['num_channels'][0] == 16
+
+
+def test_single_stream_and_two_branch_variants():
+    """num_channels of length 1 is the single-stream DEQ."""
+    for channels, strides in (((16, ), (4, )), ((16, 32), (4, 8))):
+        arch = dict(base='small', num_channels=channels,
+                    num_blocks=(1, ) * len(channels))
+        model = MDEQ(arch, **FAST).eval()
+        assert model.size_divisor == strides[-1]
+        with torch.no_grad():
+            outs = model(torch.randn(1, 3, 32, 32))
+        assert [o.shape for o in outs] == [
+            (1, c, 32 // s, 32 // s) for c, s in zip(channels, strides)]
+        assert len(model.deq_layer.fuse_layers) == len(channels)
+
+
+def test_injection_into_every_branch():
+    torch.manual_seed(0)
+    model = MDEQ('small', inject='all', **FAST).train()
+    assert len(model.inject_layers) == 3
+    # branch i's projection: i stride-2 convs, C0 -> C_i at the last one
+    assert [len([m for m in layer if isinstance(m, torch.nn.Conv2d)])
+            for layer in model.inject_layers] == [1, 2, 3]
+    seen = []
+    model.deq_layer.register_forward_pre_hook(
+        lambda m, args: seen.append([x is not None for x in args[1]]))
+    outs = model(torch.randn(2, 3, 64, 64))
+    assert seen[0] == [True] * 4
+    sum(o.sum() for o in outs).backward()
+    assert model.inject_layers[2][0].weight.grad.abs().sum() > 0
+    reference = MDEQ('small', **FAST)
+    assert sum(p.numel() for p in model.parameters()) > sum(
+        p.numel() for p in reference.parameters())
+    with pytest.raises(ValueError, match='inject'):
+        MDEQ('small', inject='lowest')
+
+
+def test_unrolled_eval_applies_f_depth_times_without_solver():
+    model = MDEQ('tiny', mode='unrolled', unrolled_depth=3,
+                 unrolled_eval=True).eval()
+    calls = []
+    model.deq_layer.register_forward_hook(lambda *a: calls.append(1))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 8, 8))
+    assert len(calls) == 3 and model.last_stats.mode == 'unrolled'
+    model.unrolled_eval = False
+    with torch.no_grad():
+        model(torch.randn(1, 3, 8, 8))
+    assert model.last_stats.mode == 'solve'

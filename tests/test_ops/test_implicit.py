@@ -263,3 +263,25 @@ def test_invalid_gradient_config_is_rejected():
         ImplicitLayer(grad_cfg=dict(solver_cfg=dict(memory=3)))
     with pytest.raises(ValueError, match='max_iter'):
         ImplicitLayer(solver_cfg=dict(f_max_iter=3))
+
+
+def test_per_scale_traces_match_the_returned_state():
+    torch.manual_seed(0)
+    w = 0.3 * torch.randn(3, 3, dtype=torch.float64)
+
+    def f(z):
+        a, c = z
+        return [torch.tanh(a @ w + 1), torch.tanh(0.5 * c + a.sum(1, True))]
+
+    layer = ImplicitLayer('broyden', dict(max_iter=6, tol=0.))
+    layer.trace_scales = True
+    z0 = [torch.zeros(2, 3, dtype=torch.float64),
+          torch.zeros(2, 2, dtype=torch.float64)]
+    with torch.no_grad():
+        _, stats = layer(f, z0)
+    per = stats.forward.rel_trace_scales
+    assert per.shape == (2, 7, 2)
+    # at the returned (lowest) step it is the residual of the returned state
+    at_lowest = per[torch.arange(2), stats.forward.lowest_step]
+    torch.testing.assert_close(at_lowest, stats.rel_residual_per_scale)
+    assert (per[:, 0, 0] > per[:, -1, 0]).all()

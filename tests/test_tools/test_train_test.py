@@ -86,6 +86,27 @@ def test_segmentation_train_validate_test_with_prediction_pngs(data,
     arr = cv2.imread(pngs[0], cv2.IMREAD_GRAYSCALE)
     assert arr.shape == (64, 128)
     assert set(np.unique(arr)) <= set(range(19))
+    # the analysis tools on the same checkpoint
+    opts = seg_opts(data['city'])
+    out = tool('analysis/budget_curve', SEG, ckpt, '--budgets', '1', '3',
+               '--work-dir', str(tmp_path / 'budget'), '--out',
+               str(tmp_path / 'budget.png'), *opts)
+    rows = json.load(open(tmp_path / 'budget.json'))
+    assert [r['budget'] for r in rows] == [1, 3]
+    assert all(0 <= r['value'] <= 100 for r in rows)
+    # one evaluation leaves the residual of z0 = 0 plus one f: the larger
+    # budget must reach a lower residual
+    assert rows[1]['rel_residual'] < rows[0]['rel_residual']
+    tool('analysis/convergence', SEG, ckpt, '--budget', '4', '--images', '1',
+         '--out', str(tmp_path / 'conv.png'), *opts)
+    conv = json.load(open(tmp_path / 'conv.json'))
+    assert set(conv) == {'broyden', 'anderson', 'fixed_point'}
+    fwd = conv['broyden']['forward']
+    assert len(fwd['overall']) == 5 and len(fwd['scales']) == 4
+    assert fwd['overall'][-1] < fwd['overall'][0]
+    assert osp.isfile(tmp_path / 'conv.png')
+    rows = tool('analysis/compare_transfer', work, '--names', 'seg')
+    assert '| seg |' in rows
 
 
 def test_transfer_init_copies_backbone_key_by_key(cls_run):

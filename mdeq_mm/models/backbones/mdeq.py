@@ -110,6 +110,9 @@ class MDEQ(BaseModule):
             f_θ itself always uses GroupNorm.
         mode (str): 'implicit' or 'unrolled' (training only).
         unrolled_depth (int): f applications in unrolled mode.
+        unrolled_eval (bool): in unrolled mode, also evaluate by applying f
+            ``unrolled_depth`` times instead of solving (a plain weight-tied
+            network, for ablations); default False: evaluation solves.
         solver (str): forward solver ('broyden', 'anderson', 'fixed_point').
         solver_cfg (dict): forward solver options in training.
         eval_solver_cfg (dict | None): forward solver options in evaluation;
@@ -124,6 +127,10 @@ class MDEQ(BaseModule):
             every gradient computation (transfer evaluation).
         post_gn_affine (bool): affine post-fusion GroupNorm (False for the
             Jacobian-regularised locuslab/deq checkpoints).
+        inject (str): 'highest' (the reference: the input enters the
+            highest-resolution branch only) or 'all' (every branch i > 0
+            also gets its own projection of the stem features, downsampled
+            by i stride-2 3x3 conv + norm stages).
         pretrained (str | None): deprecated; use init_cfg.
         init_cfg (dict | None): mmengine init config, e.g.
             ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
@@ -136,6 +143,7 @@ class MDEQ(BaseModule):
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  mode: str = 'implicit',
                  unrolled_depth: int = 5,
+                 unrolled_eval: bool = False,
                  solver: str = 'broyden',
                  solver_cfg: dict = dict(
                      max_iter=27, tol=1e-3, stop_mode='rel'),
@@ -147,6 +155,7 @@ class MDEQ(BaseModule):
                  pad_input: bool = False,
                  frozen: bool = False,
                  post_gn_affine: bool = True,
+                 inject: str = 'highest',
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         if pretrained is not None:
@@ -186,6 +195,23 @@ class MDEQ(BaseModule):
                     conv=nn.Conv2d(c0, c0, 1, bias=False),
                     bn=build_norm_layer(norm_cfg, c0)[1],
                     relu=nn.ReLU(inplace=True)))
+        if inject not in ('highest', 'all'):
+            raise ValueError(f"inject must be 'highest' or 'all', got "
+                             f'{inject!r}')
+        self.inject = inject
+        self.inject_layers = nn.ModuleList()
+        if inject == 'all':
+            for i, c in enumerate(channels[1:], 1):
+                stages = []
+                for k in range(i):
+                    cout = c if k == i - 1 else c0
+                    stages += [
+                        nn.Conv2d(c0, cout, 3, 2, 1, bias=False),
+                        build_norm_layer(norm_cfg, cout)[1]
+                    ]
+                    if k < i - 1:
+                        stages.append(nn.ReLU(inplace=True))
+                self.inject_layers.append(nn.Sequential(*stages))
         self.deq_layer = MDEQLayer(
             channels,
             self.arch['num_blocks'],
@@ -197,6 +223,7 @@ class MDEQ(BaseModule):
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
         self.mode = mode
+        self.unrolled_eval = unrolled_eval
         self.deq = ImplicitLayer(solver, solver_cfg, eval_solver_cfg, grad,
                                  grad_cfg)
         self.unrolled = ImplicitLayer(
@@ -292,7 +319,8 @@ class MDEQ(BaseModule):
     def _forward(self, x: Tensor, h: int, w: int) -> Tuple[Tensor, ...]:
         feat = self.stem(x)
         inj = self.stage0(feat) if self.stage0 is not None else feat
-        injection = [inj] + [None] * (self.num_branches - 1)
+        injection = [inj] + [layer(inj) for layer in self.inject_layers]
+        injection += [None] * (self.num_branches - len(injection))
         z0 = self.initial_state(inj)
         self.deq_layer.reset()
 
@@ -300,7 +328,8 @@ class MDEQ(BaseModule):
             return self.deq_layer(z, injection)
 
         try:
-            if self.training and self.mode == 'unrolled':
+            if self.mode == 'unrolled' and (self.training
+                                            or self.unrolled_eval):
                 z, stats = self.unrolled(f, z0)
             else:
                 z, stats = self.deq(f, z0, training=self.training)

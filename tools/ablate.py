@@ -1,0 +1,213 @@
+# Copyright (c) mdeq_mm authors. All rights reserved.
+"""Run an ablation group and tabulate it.
+
+Groups (configs in configs/ablations/, all on the segmentation demo data
+unless --data-root points elsewhere, e.g. a Cityscapes folder):
+
+* ``scales``: strides {4}, {4,8}, {4,8,16}, {4,8,16,32} (1 scale = the
+  single-stream DEQ);
+* ``injection``: input into the highest resolution only vs every branch;
+* ``training``: implicit training vs the weight-tied network unrolled 2, 4
+  and 8 times (trained and evaluated without a solver);
+* ``budget``: the baseline evaluated with 2, 4, 8, 16, 27 f evaluations.
+
+Runs are sequential and resumable: a run whose final checkpoint and
+run_stats.json exist is not redone. Prints one table per group (mIoU,
+parameters, training time per iteration, peak training memory, inference
+time per image, f evaluations at inference) and saves it with a PNG.
+
+Usage:
+    python tools/ablate.py {scales,injection,training,budget,all}
+        [--work-dir work_dirs/ablations] [--data-root data/demo/cityscapes]
+        [--cfg-options k=v ...]
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, ROOT)
+A = 'configs/ablations/'
+GROUPS = {
+    'scales': [('{4}', A + 'scales-4.py'), ('{4,8}', A + 'scales-4-8.py'),
+               ('{4,8,16}', A + 'scales-4-8-16.py'),
+               ('{4,8,16,32}', A + 'baseline.py')],
+    'injection': [('highest only', A + 'baseline.py'),
+                  ('every branch', A + 'inject-all.py')],
+    'training': [('implicit', A + 'baseline.py'),
+                 ('unrolled x2', A + 'unrolled-2.py'),
+                 ('unrolled x4', A + 'unrolled-4.py'),
+                 ('unrolled x8', A + 'unrolled-8.py')],
+}
+BUDGETS = (2, 4, 8, 16, 27)
+
+
+def data_opts(root):
+    if not root:
+        return []
+    return [f'{d}.dataset.data_root={root}'
+            for d in ('train_dataloader', 'val_dataloader',
+                      'test_dataloader')]
+
+
+def last_val(work_dir):
+    """The last validation entry of the newest run's scalars.json."""
+    entry = {}
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
+                                          'scalars.json'))):
+        with open(path) as f:
+            for line in f:
+                item = json.loads(line)
+                if 'mIoU' in item:
+                    entry = item
+    return entry
+
+
+def train(config, work_dir, opts):
+    from mmengine.config import Config
+    iters = Config.fromfile(osp.join(ROOT, config)).train_cfg.max_iters
+    done = osp.isfile(osp.join(work_dir, f'iter_{iters}.pth')) and \
+        osp.isfile(osp.join(work_dir, 'run_stats.json'))
+    if done:
+        print(f'  {config}: done before, reusing {work_dir}')
+        return
+    cmd = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir]
+    if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
+        cmd.append('--resume')
+    if opts:
+        cmd += ['--cfg-options'] + opts
+    print(f"  training {config} -> {work_dir}", flush=True)
+    with open(osp.join(ROOT, work_dir + '.log'), 'w') as log:
+        subprocess.run(cmd, cwd=ROOT, check=True, stdout=log,
+                       stderr=subprocess.STDOUT)
+
+
+def count_params(config):
+    import mdeq_mm  # noqa: F401
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import MODELS
+    cfg = Config.fromfile(osp.join(ROOT, config))
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        model = MODELS.build(cfg.model)
+    return sum(p.numel() for p in model.parameters())
+
+
+def summarize(name, config, work_dir):
+    from mmengine.config import Config
+    val = last_val(osp.join(ROOT, work_dir))
+    with open(osp.join(ROOT, work_dir, 'run_stats.json')) as f:
+        stats = json.load(f)
+    bsz = Config.fromfile(osp.join(ROOT, config)).val_dataloader.batch_size
+    nfev = val.get('deq/fwd_nfev') or val.get('deq/nfev_tracked')
+    return dict(name=name, config=config, mIoU=val.get('mIoU'),
+                params=count_params(config), s_per_iter=stats['s_per_iter'],
+                peak_mem_mb=stats['peak_mem_mb'],
+                infer_s_per_image=val.get('time', float('nan')) / bsz,
+                nfev=nfev)
+
+
+def budget_rows(work_dir, opts):
+    """The baseline at several evaluation budgets (budget_curve.py)."""
+    from mmengine.config import Config
+    config = A + 'baseline.py'
+    iters = Config.fromfile(osp.join(ROOT, config)).train_cfg.max_iters
+    ckpt = osp.join(work_dir, f'iter_{iters}.pth')
+    out = osp.join(ROOT, work_dir + '_budget.png')
+    cmd = [sys.executable, 'tools/analysis/budget_curve.py', config, ckpt,
+           '--budgets', *map(str, BUDGETS), '--out', out, '--work-dir',
+           work_dir + '_budget']
+    if opts:
+        cmd += ['--cfg-options'] + opts
+    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+    with open(osp.splitext(out)[0] + '.json') as f:
+        return json.load(f)
+
+
+def table(rows):
+    lines = ['| variant | mIoU | parameters | train s / iter | peak train '
+             'memory (MB) | inference s / image | f evaluations |',
+             '|---|---|---|---|---|---|---|']
+    for r in rows:
+        miou = f"{r['mIoU']:.2f}" if r['mIoU'] is not None else 'n/a'
+        lines.append(f"| {r['name']} | {miou} | {r['params']:,} | "
+                     f"{r['s_per_iter']:.2f} | {r['peak_mem_mb']:.0f} | "
+                     f"{r['infer_s_per_image']:.3f} | {r['nfev']:.0f} |")
+    return '\n'.join(lines)
+
+
+def plot(rows, path, title):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    names = [r['name'] for r in rows]
+    for ax, key, lab in zip(axes, ('mIoU', 's_per_iter', 'peak_mem_mb'),
+                            ('mIoU', 'train s / iter', 'peak memory (MB)')):
+        ax.bar(names, [r[key] or 0 for r in rows])
+        ax.set_title(lab)
+        ax.tick_params(axis='x', labelsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def run_group(group, work, opts):
+    start = time.time()
+    print(f'== ablation group: {group}', flush=True)
+    if group == 'budget':
+        base = osp.join(work, 'baseline')
+        train(A + 'baseline.py', base, opts)
+        rows = budget_rows(base, opts)
+        text = ('| f evaluations at test time | mIoU | final rel. residual |'
+                '\n|---|---|---|\n' + '\n'.join(
+                    f"| {r['budget']} | {r['value']:.2f} | "
+                    f"{r['rel_residual']:.2e} |" for r in rows))
+    else:
+        rows = []
+        for name, config in GROUPS[group]:
+            wd = osp.join(work, osp.splitext(osp.basename(config))[0])
+            train(config, wd, opts)
+            rows.append(summarize(name, config, wd))
+        text = table(rows)
+        plot(rows, osp.join(ROOT, work, f'{group}.png'), group)
+    minutes = (time.time() - start) / 60
+    text += f'\n\n({group}: {minutes:.1f} min on this machine)'
+    print(text, flush=True)
+    with open(osp.join(ROOT, work, f'{group}.md'), 'w') as f:
+        f.write(text + '\n')
+    with open(osp.join(ROOT, work, f'{group}.json'), 'w') as f:
+        json.dump(rows, f, indent=1)
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('group', choices=list(GROUPS) + ['budget', 'all'])
+    parser.add_argument('--work-dir', default='work_dirs/ablations')
+    parser.add_argument('--data-root', default=None,
+                        help='dataset root in the Cityscapes layout '
+                        '(default: the demo data, generated if missing)')
+    parser.add_argument('--cfg-options', nargs='+', default=[])
+    args = parser.parse_args(argv)
+    os.makedirs(osp.join(ROOT, args.work_dir), exist_ok=True)
+    if args.data_root is None:
+        from mdeq_mm.utils.demo_data import write_cityscapes
+        root = 'data/demo/cityscapes'
+        if not osp.isdir(osp.join(ROOT, root, 'gtFine')):
+            write_cityscapes(osp.join(ROOT, root))
+        args.data_root = root
+    opts = data_opts(args.data_root) + list(args.cfg_options)
+    groups = list(GROUPS) + ['budget'] if args.group == 'all' else [
+        args.group
+    ]
+    return {g: run_group(g, args.work_dir, opts) for g in groups}
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,105 @@
+# Copyright (c) mdeq_mm authors. All rights reserved.
+"""Convergence of the forward and backward solves of a trained MDEQ.
+
+For a config and checkpoint, runs the model's forward solve with broyden,
+anderson and fixed_point (full budget, no early stop) on validation images,
+then one training-mode backward solve per solver, and plots the relative
+residual per iteration, overall and per scale.
+
+Usage:
+    python tools/analysis/convergence.py CONFIG [CHECKPOINT] [--budget 27]
+        [--images 2] [--out convergence.png] [--cfg-options k=v ...]
+"""
+import argparse
+import json
+import os.path as osp
+import sys
+
+import torch
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from _common import build_model, load_cfg, val_batch  # noqa: E402
+
+SOLVERS = ('broyden', 'anderson', 'fixed_point')
+
+
+def traces(model, inputs, samples, solver, budget):
+    """Forward and backward relative-residual traces (mean over images)."""
+    from mdeq_mm.engine import find_mdeq_backbone
+    backbone = find_mdeq_backbone(model)
+    deq = backbone.deq
+    deq.solver = solver
+    full = dict(max_iter=budget, tol=0.0, stop_mode='rel')
+    deq.solver_cfg = dict(full)
+    deq.eval_solver_cfg = dict(full)
+    deq.set_grad('ift', dict(solver=solver, solver_cfg=dict(full)))
+    deq.trace_scales = True
+    model.train()
+    for m in model.modules():  # keep BatchNorm statistics fixed
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    losses = model(inputs, samples, mode='loss')
+    sum(v for k, v in losses.items() if 'loss' in k).backward()
+    model.zero_grad(set_to_none=True)
+    stats = backbone.last_stats
+    out = {}
+    for name, s in (('forward', stats.forward), ('backward', stats.backward)):
+        out[name] = dict(
+            overall=s.rel_trace.mean(0).tolist(),
+            scales=s.rel_trace_scales.mean(0).T.tolist())
+    return out
+
+
+def main(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config')
+    parser.add_argument('checkpoint', nargs='?')
+    parser.add_argument('--budget', type=int, default=27)
+    parser.add_argument('--images', type=int, default=2)
+    parser.add_argument('--out', default='convergence.png')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = parser.parse_args(argv)
+    cfg = load_cfg(args.config, args.cfg_options)
+    model, scope = build_model(cfg, args.checkpoint)
+    inputs, samples = val_batch(cfg, model, scope, args.images)
+    result = {s: traces(model, inputs, samples, s, args.budget)
+              for s in SOLVERS}
+    print('| solver | forward rel. residual at 1 / 5 / last | per scale, '
+          'last | backward rel. residual at 1 / 5 / last |')
+    print('|---|---|---|---|')
+    for s, r in result.items():
+        f, b = r['forward']['overall'], r['backward']['overall']
+        scales = ' / '.join(f'{t[-1]:.1e}' for t in r['forward']['scales'])
+        print(f'| {s} | {f[1]:.2e} / {f[min(5, len(f) - 1)]:.2e} / '
+              f'{f[-1]:.2e} | {scales} | {b[1]:.2e} / '
+              f'{b[min(5, len(b) - 1)]:.2e} / {b[-1]:.2e} |')
+    plot(result, args.out)
+    with open(osp.splitext(args.out)[0] + '.json', 'w') as f:
+        json.dump(result, f)
+    print(f'wrote {args.out}')
+    return result
+
+
+def plot(result, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+    for s, r in result.items():
+        axes[0].semilogy(r['forward']['overall'], label=s)
+        axes[2].semilogy(r['backward']['overall'], label=s)
+    for i, t in enumerate(result['broyden']['forward']['scales']):
+        axes[1].semilogy(t, label=f'scale {i}')
+    for ax, title in zip(axes, ('forward, overall', 'forward per scale '
+                                '(broyden)', 'backward, overall')):
+        ax.set_title(title)
+        ax.set_xlabel('iteration')
+        ax.set_ylabel('relative residual')
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+if __name__ == '__main__':
+    main()
