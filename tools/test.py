@@ -42,19 +42,10 @@ def parse_args(argv=None):
 
 
 def build_cfg(args):
-    import mdeq_mm  # noqa: F401
-    from mmengine.config import Config
-
     from mdeq_mm.datasets import check_datasets
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    from mdeq_mm.utils.tool_cfg import load_tool_cfg
+    cfg = load_tool_cfg(args.config, args.cfg_options, args.work_dir,
+                        args.launcher)
     cfg.load_from = args.checkpoint
     seg = cfg.get('default_scope', 'mmseg') == 'mmseg'
     if args.show or args.show_dir:
@@ -89,11 +80,6 @@ def build_cfg(args):
         else:
             from mdeq_mm.utils.tta import cls_flip_tta
             cls_flip_tta(cfg)
-    from mdeq_mm.engine.cpu_dist import setup_cpu_distributed
-    setup_cpu_distributed(cfg)
-    loader = cfg.test_dataloader
-    if loader.get('num_workers', 0) == 0:
-        loader['persistent_workers'] = False
     check_datasets(cfg, ['test_dataloader'])
     return cfg
 

@@ -60,19 +60,10 @@ def _dict_action():
 
 def build_cfg(args):
     """The config with the command-line options applied."""
-    import mdeq_mm  # noqa: F401 (registers modules, checkpoint loading)
-    from mmengine.config import Config
-
     from mdeq_mm.datasets import check_datasets
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    from mdeq_mm.utils.tool_cfg import load_tool_cfg
+    cfg = load_tool_cfg(args.config, args.cfg_options, args.work_dir,
+                        args.launcher)
     if args.amp:
         import torch
         if not torch.cuda.is_available():
@@ -88,12 +79,6 @@ def build_cfg(args):
         cfg.resume, cfg.load_from = True, args.resume
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        loader = cfg.get(name)
-        if loader and loader.get('num_workers', 0) == 0:
-            loader['persistent_workers'] = False
-    from mdeq_mm.engine.cpu_dist import setup_cpu_distributed
-    setup_cpu_distributed(cfg)
     check_datasets(
         cfg, ['train_dataloader'] +
         ([] if args.no_validate else ['val_dataloader']))

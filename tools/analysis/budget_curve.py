@@ -16,7 +16,7 @@ import os.path as osp
 import sys
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import load_cfg  # noqa: E402
+import _common  # noqa: E402,F401 (puts the repository on sys.path)
 
 
 def main(argv=None):
@@ -33,12 +33,9 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     from mdeq_mm.engine import find_mdeq_backbone
-    cfg = load_cfg(args.config, args.cfg_options)
+    from mdeq_mm.utils.tool_cfg import load_tool_cfg
+    cfg = load_tool_cfg(args.config, args.cfg_options, args.work_dir)
     cfg.load_from = args.checkpoint
-    cfg.work_dir = args.work_dir
-    loader = cfg.test_dataloader
-    if loader.get('num_workers', 0) == 0:
-        loader['persistent_workers'] = False
     runner = Runner.from_cfg(cfg)
     backbone = find_mdeq_backbone(runner.model)
     rows = []

@@ -1,0 +1,36 @@
+# Copyright (c) mdeq_mm authors. All rights reserved.
+"""Config handling shared by tools/train.py and tools/test.py."""
+import os.path as osp
+from typing import Optional
+
+
+def load_tool_cfg(config: str,
+                  cfg_options: Optional[dict] = None,
+                  work_dir: Optional[str] = None,
+                  launcher: str = 'none'):
+    """Read a config for a tool run.
+
+    Applies the command-line overrides, defaults ``work_dir`` to
+    ``./work_dirs/<config stem>``, turns ``persistent_workers`` off for
+    loaders without workers (mmengine refuses the combination) and prepares
+    CPU multi-process runs (:mod:`mdeq_mm.engine.cpu_dist`).
+    """
+    import mdeq_mm  # noqa: F401 (registers modules, checkpoint loading)
+    from mmengine.config import Config
+
+    from mdeq_mm.engine.cpu_dist import setup_cpu_distributed
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options is not None:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config))[0])
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(name)
+        if loader and loader.get('num_workers', 0) == 0:
+            loader['persistent_workers'] = False
+    setup_cpu_distributed(cfg)
+    return cfg
