@@ -8,11 +8,11 @@ standard library, because it runs before torch exists.
 Steps:
   1. torch 2.14.1 + torchvision 0.29.1 (kept if a matching pair is present)
   2. build tools: setuptools>=77,<82, wheel, ninja
-  3. mmcv 2.1.0 with compiled ops, built from the PyPI source once and cached
+  3. mmengine 0.10.7, mmsegmentation 1.2.2, mmpretrain 1.2.0, opencv-python,
+     ftfy, regex (they also bring mmcv's own dependencies)
+  4. mmcv 2.1.0 with compiled ops, built from the PyPI source once and cached
      as a wheel under $MDEQ_MM_CACHE (default ~/.cache/mdeq_mm), keyed by the
      mmcv, torch, Python and CUDA versions
-  4. mmengine 0.10.7, mmsegmentation 1.2.2, mmpretrain 1.2.0, opencv-python,
-     ftfy, regex
   5. this package, editable, with its test extras
   6. the environment check (tools/check_env.py)
 
@@ -250,8 +250,10 @@ def step_mmcv(args):
     if not ok:
         raise StepError('step "mmcv" failed: mmcv.ops does not import after '
                         f'installing {wheels[0]}:\n{out}\n--- fix ---\n'
-                        'Rerun with --rebuild-mmcv (the cached wheel may '
-                        'have been built against another torch).')
+                        'A missing module: install it (pip install NAME) and '
+                        'rerun. An undefined symbol: the cached wheel was '
+                        'built against another torch; rerun with '
+                        '--rebuild-mmcv.')
     return f'mmcv {out} from {how}'
 
 
@@ -304,8 +306,10 @@ def step_check(args):
 STEPS = [
     ('torch + torchvision', step_torch),
     ('build tools', step_build_tools),
-    ('mmcv with compiled ops', step_mmcv),
+    # before mmcv: they bring mmcv's own dependencies (mmengine, opencv,
+    # addict, yapf ...), and the mmcv wheel installs with --no-deps
     ('OpenMMLab packages', step_mm),
+    ('mmcv with compiled ops', step_mmcv),
     ('mdeq_mm (editable, tests extra)', step_self),
     ('environment check', step_check),
 ]

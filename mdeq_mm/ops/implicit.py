@@ -27,7 +27,7 @@ and no graph is built. The multiscale state is packed into one float32
 autocast; f itself runs under whatever autocast state is active.
 """
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -93,15 +93,15 @@ class DEQStats:
             during backward ('ift' only).
         fallback (int): samples whose backward solve failed and fell back to
             the one-step gradient (filled in during backward).
-        nfev_unrolled (int): f applications with grad in this call.
+        nfev_tracked (int): f applications with grad in this call (tracked
+            by autograd; unrolled applications also without grad).
     """
     mode: str
     forward: Optional[SolverStats] = None
     rel_residual_per_scale: Optional[Tensor] = None
     backward: Optional[SolverStats] = None
     fallback: int = 0
-    nfev_unrolled: int = 0
-    extra: Dict[str, float] = field(default_factory=dict)
+    nfev_tracked: int = 0
 
     def summary(self) -> Dict[str, float]:
         """Scalars for logging (host syncs; call after backward)."""
@@ -117,8 +117,7 @@ class DEQStats:
             out.update({f'bwd_{k}': v
                         for k, v in self.backward.summary().items()})
             out['bwd_fallback'] = float(self.fallback)
-        out['nfev_tracked'] = float(self.nfev_unrolled)
-        out.update(self.extra)
+        out['nfev_tracked'] = float(self.nfev_tracked)
         return out
 
 
@@ -245,7 +244,7 @@ class ImplicitLayer:
             for _ in range(self.grad_cfg['depth']):
                 z = f(z)
             return z, DEQStats('unrolled',
-                               nfev_unrolled=self.grad_cfg['depth'])
+                               nfev_tracked=self.grad_cfg['depth'])
         dtype = torch.float64 if z0[0].dtype == torch.float64 else \
             torch.float32
 
@@ -278,7 +277,7 @@ class ImplicitLayer:
                 fz = f(z)
                 z = fz if tau == 1 else [(1 - tau) * a + tau * b
                                          for a, b in zip(z, fz)]
-            stats.nfev_unrolled = k
+            stats.nfev_tracked = k
             return list(z), stats
         # 'ift': one tracked application; the adjoint solve happens in
         # backward on the graph of this application.
@@ -292,6 +291,6 @@ class ImplicitLayer:
         z_out = _AdjointSolve.apply(z_plus, vjp, self.grad_cfg['solver'],
                                     dict(self.grad_cfg['solver_cfg'],
                                          **extra), stats)
-        stats.nfev_unrolled = 1
+        stats.nfev_tracked = 1
         return [t.to(z0[i].dtype)
                 for i, t in enumerate(packer.unpack(z_out))], stats

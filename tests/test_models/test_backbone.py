@@ -182,7 +182,7 @@ def test_unrolled_training_mode_applies_f_depth_times():
     model(torch.randn(1, 3, 8, 8))
     assert len(calls) == 3
     assert model.last_stats.mode == 'unrolled'
-    assert model.last_stats.nfev_unrolled == 3
+    assert model.last_stats.nfev_tracked == 3
 
 
 def test_input_size_not_divisible_gives_a_clear_error_or_is_padded():

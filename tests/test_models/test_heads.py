@@ -131,6 +131,8 @@ def test_mdeq_head_equals_its_definition():
          in_index=(0, 1, 2, 3), pool_scales=(1, 2), dropout_ratio=0.1),
 ])
 def test_stock_decode_heads_follow_the_backbone(head):
+    """Smoke test: stock heads train on the MDEQ outputs and the gradient
+    reaches the stem."""
     torch.manual_seed(0)
     head = dict(head, num_classes=3, norm_cfg=dict(type='BN'))
     with DefaultScope.overwrite_default_scope('mmseg'):
@@ -144,6 +146,7 @@ def test_stock_decode_heads_follow_the_backbone(head):
 
 
 def test_cascade_ocr_head_with_fuse_neck():
+    """Smoke test: a cascade OCR head behind the fusion neck trains."""
     torch.manual_seed(0)
     from mmseg.registry import MODELS
     with DefaultScope.overwrite_default_scope('mmseg'):

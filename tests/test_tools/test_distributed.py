@@ -30,6 +30,7 @@ def test_ddp_gradients_on_a_shared_batch_match_single_process(tmp_path):
 
 
 def test_two_process_training_with_the_train_tool(tmp_path):
+    """Smoke test: torchrun + tools/train.py on CPUs (gloo)."""
     city = write_cityscapes(str(tmp_path / 'city'), n_train=4, n_val=2)
     work = str(tmp_path / 'work')
     log = torchrun(
