@@ -233,7 +233,7 @@ def step_mmcv(args):
     torch_ver, py_ver, cuda = build_info()
     dest = wheel_dir(torch_ver, py_ver, cuda)
     wheels = glob.glob(osp.join(dest, 'mmcv-*.whl'))
-    how = f'cached wheel {dest}'
+    how = f'installed the cached wheel from {dest}'
     if args.rebuild_mmcv or not wheels:
         os.makedirs(dest, exist_ok=True)
         for w in wheels:
@@ -254,7 +254,7 @@ def step_mmcv(args):
                         'rerun. An undefined symbol: the cached wheel was '
                         'built against another torch; rerun with '
                         '--rebuild-mmcv.')
-    return f'mmcv {out} from {how}'
+    return f'mmcv {out}: {how}'
 
 
 def step_mm(args):

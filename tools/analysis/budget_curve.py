@@ -45,9 +45,9 @@ def main(argv=None):
             max_iter=max(0, budget - 1), tol=0.0, stop_mode='rel')
         metrics = runner.test()
         key = next(k for k in ('mIoU', 'accuracy/top1') if k in metrics)
-        rows.append(dict(budget=budget, metric=key, value=metrics[key],
-                         rel_residual=backbone.last_stats.forward.rel_lowest
-                         .mean().item()))
+        residual = backbone.last_stats.forward.rel_lowest.mean().item()
+        rows.append(dict(budget=budget, metric=key,
+                         value=float(metrics[key]), rel_residual=residual))
     print(f'| f evaluations | {rows[0]["metric"]} | final rel. residual |')
     print('|---|---|---|')
     for r in rows:
