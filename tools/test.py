@@ -74,6 +74,11 @@ def build_cfg(args):
             ]
     if args.tta:
         if seg:
+            if 'tta_pipeline' not in cfg or 'tta_model' not in cfg:
+                raise SystemExit(
+                    '--tta: the config defines no tta_pipeline / tta_model; '
+                    "inherit mmseg's dataset and runtime bases (as "
+                    'configs/mdeq/*cityscapes*.py do) or define them')
             cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
             cfg.tta_model.module = cfg.model
             cfg.model = cfg.tta_model

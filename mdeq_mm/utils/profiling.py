@@ -9,7 +9,6 @@ own process (:func:`run_isolated`) so that earlier cases do not leave freed
 memory behind that later ones reuse.
 """
 import multiprocessing as mp
-import time
 from typing import Any, Callable, Dict
 
 import torch
@@ -53,20 +52,6 @@ class PeakMemory:
             peak = _proc_status('VmHWM')
         self.delta = max(0, peak - self.base)
         return False
-
-
-def timed(fn: Callable, device: torch.device, repeat: int = 1) -> float:
-    """Median wall time of ``fn()`` in seconds (synchronising CUDA)."""
-    times = []
-    for _ in range(repeat):
-        if torch.device(device).type == 'cuda':
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if torch.device(device).type == 'cuda':
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return sorted(times)[len(times) // 2]
 
 
 def run_isolated(target: Callable[..., Dict[str, Any]],
