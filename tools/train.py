@@ -20,6 +20,7 @@ if ROOT not in sys.path:
 
 
 def parse_args(argv=None):
+    from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
@@ -39,7 +40,7 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=_dict_action(),
+        action=DictAction,
         help='override config settings, key=value pairs')
     parser.add_argument(
         '--launcher',
@@ -51,11 +52,6 @@ def parse_args(argv=None):
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
-
-
-def _dict_action():
-    from mmengine.config import DictAction
-    return DictAction
 
 
 def build_cfg(args):

@@ -8,10 +8,8 @@ from typing import List, Optional
 
 import torch
 
-from .locuslab import (ConversionError, build_target, check_against_model,
-                       convert)
-
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from .locuslab import (ROOT, ConversionError, build_target,
+                       check_against_model, convert)
 NAMES = dict(cls='mmpretrain ImageClassifier', seg='mmseg EncoderDecoder')
 
 

@@ -17,6 +17,7 @@ Sequential indices to mdeq_mm's modules. Nothing needs folding: mdeq_mm's
 classification neck keeps the reference's affine-free BatchNorms and biased
 convs, and its segmentation head's 1x1 conv keeps its bias.
 """
+import os.path as osp
 import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
@@ -24,6 +25,10 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 COPY_PREFIXES = ('fullstage_copy.', 'deq.func.', 'deq.func_copy.')
+COPY_REASON = ('duplicate tree (no-grad copy / deq wrapper); weights come '
+               'from fullstage g and v')
+# the repository (configs/ lives here in a checkout / editable install)
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 # (regex on the original key, replacement); applied in order, first match
 _BACKBONE = [
@@ -68,15 +73,6 @@ CONFIGS = {
     ('seg', (88, 176, 352, 704), 6):
     'configs/mdeq/mdeq-xl_8xb2-93k_cityscapes-768x1024.py',
 }
-# what those configs set, to name the overrides a checkpoint needs
-CONFIG_HEADS = {
-    'configs/mdeq/mdeq-tiny_2xb64_cifar10.py': ((8, 16), 200, 10),
-    'configs/mdeq/mdeq-large_4xb32_cifar10.py':
-    ((14, 28, 56, 112), 1680, 10),
-    'configs/mdeq/mdeq-small_4xb32_in1k.py': ((24, 48, 96, 192), 2048, 1000),
-    'configs/mdeq/mdeq-large_4xb28_in1k.py': ((32, 64, 128, 256), 2048, 1000),
-    'configs/mdeq/mdeq-xl_8xb24_in1k.py': ((32, 64, 128, 256), 2048, 1000),
-}
 
 
 class ConversionError(ValueError):
@@ -119,8 +115,7 @@ def strip(state: Dict[str, torch.Tensor]
             continue
         name = key[len('model.'):] if key.startswith('model.') else key
         if name.startswith(COPY_PREFIXES):
-            dropped.append((key, 'duplicate tree (no-grad copy / deq '
-                            'wrapper); weights come from fullstage g and v'))
+            dropped.append((key, COPY_REASON))
             continue
         out[name] = value
     return out, dropped
@@ -176,11 +171,15 @@ def match_config(info: dict) -> Tuple[str, List[str]]:
             f" {info['channels']} and expansion {info['expansion']}; known: "
             f'{known}. Build the model with a matching arch dict and '
             'convert with --no-verify.')
+    from mmengine.config import Config
+    model = Config.fromfile(osp.join(ROOT, config)).model
     options = []
     if not info['post_gn_affine']:
         options.append('model.backbone.post_gn_affine=False')
     if info['task'] == 'cls':
-        head, out, classes = CONFIG_HEADS[config]
+        head = tuple(model.neck[0].head_channels)
+        out = model.neck[0].out_channels
+        classes = model.head.num_classes
         if info['head_channels'] != head:
             options.append('model.neck.0.head_channels='
                            f"{list(info['head_channels'])}")
@@ -191,7 +190,7 @@ def match_config(info: dict) -> Tuple[str, List[str]]:
             ]
         if info['num_classes'] != classes:
             options.append(f"model.head.num_classes={info['num_classes']}")
-    elif info['num_classes'] != 19:
+    elif info['num_classes'] != model.decode_head.num_classes:
         options.append(
             f"model.decode_head.num_classes={info['num_classes']}")
     return config, options
@@ -226,8 +225,8 @@ def convert(path: str, task: Optional[str] = None) -> dict:
     """
     raw = load_original(path)
     stripped, dropped = strip(raw)
-    info = describe(stripped, had_copies=bool(dropped) and any(
-        'duplicate' in r for _, r in dropped))
+    info = describe(stripped,
+                    had_copies=any(r == COPY_REASON for _, r in dropped))
     if task is not None and info['task'] != task:
         tools = dict(cls='mdeq2mmpretrain.py', seg='mdeq2mmseg.py')
         kind = dict(cls='classification', seg='segmentation')

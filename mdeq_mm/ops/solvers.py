@@ -97,7 +97,7 @@ def _norm(x: Tensor) -> Tensor:
 
 
 def _merge(mask: Tensor, new: Tensor, old: Tensor) -> Tensor:
-    return torch.where(mask[:, None] if new.dim() == 2 else mask, new, old)
+    return torch.where(mask[:, None], new, old)
 
 
 def _segment_rel(g: Tensor, fz: Tensor, scales) -> Tensor:
@@ -160,6 +160,7 @@ def _iterate(f: Callable[[Tensor], Tensor],
         NON_FINITE).long()
     active = reason == MAX_ITER
     best_z, best_fz, best_crit = z, fz, crit
+    best_abs, best_rel = abs_res, rel_res
     best_step = torch.zeros(bsz, dtype=torch.long, device=z.device)
     nfev = torch.ones(bsz, dtype=torch.long, device=z.device)
     abs_trace, rel_trace = [abs_res], [rel_res]
@@ -187,6 +188,8 @@ def _iterate(f: Callable[[Tensor], Tensor],
         crit = abs_res if stop_mode == 'abs' else rel_res
         better = crit < best_crit
         best_crit = torch.where(better, crit, best_crit)
+        best_abs = torch.where(better, abs_res, best_abs)
+        best_rel = torch.where(better, rel_res, best_rel)
         best_step = torch.where(better, step, best_step)
         if cpu and bool(better.all()):
             best_z, best_fz = z, fz  # tensors are never modified in place
@@ -204,14 +207,13 @@ def _iterate(f: Callable[[Tensor], Tensor],
         rel_trace.append(rel_res)
         if scales:
             scale_trace.append(_segment_rel(g, fz, scales))
-    abs_lowest = _norm(best_fz - best_z)
     stats = SolverStats(
         abs_trace=torch.stack(abs_trace, 1),
         rel_trace=torch.stack(rel_trace, 1),
         nfev=nfev,
         lowest_step=best_step,
-        abs_lowest=abs_lowest,
-        rel_lowest=abs_lowest / (_norm(best_fz) + 1e-9),
+        abs_lowest=best_abs,
+        rel_lowest=best_rel,
         reason=reason,
         fz=best_fz,
         rel_trace_scales=torch.stack(scale_trace, 1) if scales else None)

@@ -22,6 +22,14 @@ def _proc_status(key: str) -> int:
     raise KeyError(key)
 
 
+def peak_memory_bytes(cuda: bool) -> int:
+    """Peak so far: torch's max allocated memory on CUDA, the process's
+    peak resident set size (VmHWM) on CPU."""
+    if cuda:
+        return torch.cuda.max_memory_allocated()
+    return _proc_status('VmHWM')
+
+
 class PeakMemory:
     """Context manager measuring the peak memory above the entry level.
 
@@ -47,10 +55,7 @@ class PeakMemory:
     def __exit__(self, *exc):
         if self.cuda:
             torch.cuda.synchronize()
-            peak = torch.cuda.max_memory_allocated()
-        else:
-            peak = _proc_status('VmHWM')
-        self.delta = max(0, peak - self.base)
+        self.delta = max(0, peak_memory_bytes(self.cuda) - self.base)
         return False
 
 

@@ -8,7 +8,7 @@ import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
-from mdeq_mm.utils.profiling import _proc_status
+from mdeq_mm.utils.profiling import peak_memory_bytes
 
 
 class RunStatsHook(Hook):
@@ -28,9 +28,7 @@ class RunStatsHook(Hook):
 
     @staticmethod
     def peak_mb() -> float:
-        if torch.cuda.is_available():
-            return torch.cuda.max_memory_allocated() / 2**20
-        return _proc_status('VmHWM') / 2**20
+        return peak_memory_bytes(torch.cuda.is_available()) / 2**20
 
     def before_train(self, runner) -> None:
         self.start, self.start_iter = time.perf_counter(), runner.iter
