@@ -14,8 +14,9 @@ allocations through the process's peak RSS; torch's allocator on CUDA):
 * classification at 224x224, batch 2: MDEQ-Small classifier (ift,
   phantom, unrolled) and mmpretrain's HRNet-W18 classifier;
 * peak training memory against the forward budget (10, 20, 40) for the
-  implicit model (Broyden history, history · B · D floats, reported
-  separately) and the unrolled model with as many applications.
+  implicit model (Broyden history: min(budget + 1, 16) steps of B · D
+  floats, reported separately) and the unrolled model with as many
+  applications.
 
 Prints markdown tables, writes ``benchmark.json`` and ``benchmark.png``.
 
@@ -23,6 +24,7 @@ Usage:
     python tools/benchmark.py [--device cpu] [--out-dir DIR] [--quick]
 """
 import argparse
+import inspect
 import json
 import os
 import os.path as osp
@@ -32,8 +34,11 @@ import time
 import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from mdeq_mm.ops.solvers import broyden  # noqa: E402
 from mdeq_mm.utils.profiling import PeakMemory, run_isolated  # noqa: E402
 
+# steps the forward Broyden solve stores: min(budget + 1, its history)
+HISTORY = inspect.signature(broyden).parameters['history'].default
 MEAN_STD = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
 
 
@@ -164,7 +169,7 @@ def run_case(task, model, mode, size, bsz, device, kind, budget, repeat):
     if model == 'mdeq' and mode != 'unrolled':
         dim = sum(c * (size[0] // s) * (size[1] // s)
                   for c, s in zip((32, 64, 128, 256), (4, 8, 16, 32)))
-        history_mb = (budget + 1) * bsz * dim * 4 / 2**20
+        history_mb = min(budget + 1, HISTORY) * bsz * dim * 4 / 2**20
     stats = getattr(getattr(net, 'backbone', None), 'last_stats', None)
     median = sorted(times)[len(times) // 2]
     return dict(task=task, model=model, mode=mode, size=list(size), bsz=bsz,

@@ -30,9 +30,15 @@ from mdeq_mm.ops import solve  # noqa: E402
 from mdeq_mm.utils.profiling import PeakMemory, run_isolated  # noqa: E402
 
 TOL = 1e-3
-SOLVERS = [('mdeq_mm', 'broyden'), ('mdeq_mm', 'anderson'),
-           ('mdeq_mm', 'fixed_point'), ('torchdeq', 'broyden'),
-           ('torchdeq', 'anderson'), ('torchdeq', 'fixed_point_iter')]
+# (implementation, solver, options): Broyden with its whole budget in memory
+# (the default of both), with the reference's cap of 27 steps, and shorter
+SOLVERS = [('mdeq_mm', 'broyden', {}),
+           ('mdeq_mm', 'broyden', {'history': 27}),
+           ('mdeq_mm', 'broyden', {'history': 16}),
+           ('mdeq_mm', 'anderson', {}), ('mdeq_mm', 'fixed_point', {}),
+           ('torchdeq', 'broyden', {}),
+           ('torchdeq', 'broyden', {'LBFGS_thres': 27}),
+           ('torchdeq', 'anderson', {}), ('torchdeq', 'fixed_point_iter', {})]
 
 
 def conv_contraction(dim, device, channels=64, expansion=5, rate=6.5):
@@ -89,7 +95,7 @@ def mdeq_layer(device):
     return f, packer.dim
 
 
-def run_case(problem, dim, impl, solver, device, max_iter):
+def run_case(problem, dim, impl, solver, options, device, max_iter):
     torch.set_grad_enabled(False)
     torch.manual_seed(0)
     if problem == 'mdeq-small':
@@ -117,12 +123,13 @@ def run_case(problem, dim, impl, solver, device, max_iter):
         t = time.perf_counter()
         if impl == 'mdeq_mm':
             z, stats = solve(solver, counted, z0, max_iter=max_iter,
-                             tol=TOL, stop_mode='rel')
+                             tol=TOL, stop_mode='rel', **options)
             trace = stats.rel_trace[0]
         else:
             from torchdeq.solver import get_solver
             z, _, stats = get_solver(solver)(
-                counted, z0, max_iter=max_iter, tol=TOL, stop_mode='rel')
+                counted, z0, max_iter=max_iter, tol=TOL, stop_mode='rel',
+                **options)
             # torchdeq's trace starts with a 1e8 placeholder for z0
             trace = stats['rel_trace'][0]
         if device == 'cuda':
@@ -134,6 +141,9 @@ def run_case(problem, dim, impl, solver, device, max_iter):
     # counts as the first), from the solver's own trace
     hits = (trace <= TOL).nonzero()
     to_tol = int(hits[0]) + 1 if len(hits) else None
+    if options:
+        solver += ' (' + ', '.join(f'{k}={v}'
+                                   for k, v in options.items()) + ')'
     return dict(problem=problem, dim=dim, impl=impl, solver=solver,
                 nfev=calls[0], to_tol=to_tol, rel=rel, time=t_solve,
                 t_f=f_time[0] / calls[0], mem_mb=mem.delta / 2**20,
@@ -188,14 +198,16 @@ def main():
         problems.append(('mdeq-small', 0))
     rows = []
     for name, dim in problems:
-        for impl, solver in solvers:
+        for impl, solver, options in solvers:
             r = run_isolated(
                 run_case, problem=name if name == 'mdeq-small' else 'conv',
-                dim=dim, impl=impl, solver=solver, device=args.device,
+                dim=dim, impl=impl, solver=solver, options=options,
+                device=args.device,
                 max_iter=27 if name == 'mdeq-small' else args.max_iter)
             r['problem'] = name
             rows.append(r)
-            print(f"  {name:<14} {impl:>8}:{solver:<16} to tol {r['to_tol']}"
+            print(f"  {name:<14} {impl:>8}:{r['solver']:<28}"
+                  f" to tol {r['to_tol']}"
                   f" nfev {r['nfev']:>4}"
                   f" rel {r['rel']:.1e} {r['time']:.2f}s", flush=True)
     print(f'\nDevice: {args.device}; torch {torch.__version__}; '

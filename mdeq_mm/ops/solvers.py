@@ -229,86 +229,141 @@ class _FixedPoint(_Method):
         return fz if self.tau == 1 else torch.add(z, g, alpha=self.tau)
 
 
+def _split(dim: int, device: torch.device) -> int:
+    """Chunks P of the state dimension for the history products.
+
+    Products with the stored steps are batched matrix products over
+    (B · P) chunks of D / P elements: on the CPU a single long
+    matrix-vector product runs on one thread at about half the memory
+    bandwidth, while P chunks run in parallel at nearly full bandwidth.
+    """
+    if device.type != 'cpu':
+        return 1
+    return next((p for p in (8, 4, 2) if dim % p == 0 and dim // p >= 4096),
+                1)
+
+
 class _Broyden(_Method):
     """Limited-memory "good" Broyden, storing only the steps.
 
     With unit steps s_k = −H_k g_k (H ≈ inverse Jacobian of g = f − z,
-    H_0 = −I), the good-Broyden update H_{k+1} = H_k + u_k v_kᵀ has
-    u_k = s_{k+1} / ‖s_k‖² and v_kᵀ = s_kᵀ H_k (Kelley, "Iterative Methods
+    H_0 = −γ I), the good-Broyden update is the product form
+    H_{k+1} = (I + s_{k+1} s_kᵀ / ‖s_k‖²) H_k (Kelley, "Iterative Methods
     for Linear and Nonlinear Equations", §7.3): the steps alone define H.
-    w = −H_k g follows from w = g + Σ_{j<k} s_{j+1} c_j, where the c_j solve
-    a small triangular system built from Sᵀg and the Gram matrix SᵀS, and
-    the next step is s_{k+1} = w / (1 − s_kᵀ w / ‖s_k‖²).
+    w = −H_k g follows from w = γ (g + Σ_{j<k} s_{j+1} c_j), where the c_j
+    solve a small triangular system built from Sᵀg and the Gram matrix
+    SᵀS, and the next step is s_{k+1} = w / (1 − s_kᵀ w / ‖s_k‖²).
 
-    Per iteration the stored steps are read twice (one batched reduction
-    giving Sᵀg_new and the new Gram row, one expansion giving w), against
-    four passes over U and V for the textbook (−I + UVᵀ) form, and the
-    memory is halved: ``history`` steps of B · D floats.
+    Per iteration the stored steps are read twice (one batched product
+    giving Sᵀg, one giving w, written straight into the next slot); the
+    Gram row of the new step follows from Sᵀg and the Gram matrix without
+    a pass. Memory: min(history, max_iter + 1) steps of B · D floats.
 
-    The first step is s_0 = g_0, i.e. z1 = f(z0). A row whose update is
-    degenerate or non-finite restarts from H = −I (its steps are dropped,
-    the next step is a fixed-point step); all rows restart when the memory
-    is full.
+    The first step is s_0 = g_0 (γ = 1), i.e. z1 = f(z0). When the memory
+    is full every row restarts, with γ = −sᵀy / yᵀy fitted to its last
+    step s and residual change y (Barzilai–Borwein; 1 if not positive):
+    on trained MDEQs these scaled restarts every 16 steps reach 2-4x lower
+    residuals than keeping every step (see the README). Dropping only the
+    oldest step instead breaks the product form (on ill-conditioned linear
+    problems a sliding window needs ~3x the evaluations). A row whose
+    update is degenerate or non-finite restarts alone from H = −I (its
+    steps are marked dead, its next step is a fixed-point step).
     """
 
-    def __init__(self, history):
-        self.m = max(2, history)
+    def __init__(self, history, max_iter):
+        # at most max_iter + 1 steps are ever stored
+        self.slots = max(2, min(history, max_iter + 1))
 
     def init(self, z, fz, g):
         bsz, dim = z.shape
-        # only written slots (0..k) are ever read: no zero fill needed
-        self.S = z.new_empty(bsz, self.m, dim)
-        self.gram = z.new_empty(bsz, self.m, self.m)  # s_iᵀ s_j
-        self._set_step(0, g, None)
+        self.bsz, self.P = bsz, _split(dim, z.device)
+        self.h = dim // self.P
+        # (B · P, slots, D / P): chunk p of step j of row b is at
+        # [b · P + p, j]; only written slots are ever read (no zero fill)
+        self.S = z.new_empty(bsz * self.P, self.slots, self.h)
+        # s_iᵀ s_j; the rows of dead steps are 0
+        self.gram = z.new_zeros(bsz, self.slots, self.slots)
+        self.gamma = z.new_ones(bsz)  # H_0 = −γ I
+        self._restart(g)
 
-    def _set_step(self, k, step, s_dot):
-        """Store step k; ``s_dot`` holds its products with steps 0..k−1."""
-        self.k = k
-        self.S[:, k] = step
-        if s_dot is not None:
-            self.gram[:, k, :k] = s_dot
-            self.gram[:, :k, k] = s_dot
-        self.gram[:, k, k] = torch.linalg.vecdot(step, step)
+    def _restart(self, g):
+        """Forget every step; the first one is s_0 = −H_0 g = γ g."""
+        torch.mul(self._chunks(g), self._per_chunk(self.gamma)[:, None, None],
+                  out=self.S[:, :1])
+        self.gram.zero_()
+        self.gram[:, 0, 0] = (self.gamma * _norm(g))**2
+        self.n = 1  # steps stored
+        self.g_prev = g
+
+    def _chunks(self, x):
+        """(B · P, 1, D / P) view of a (B, D) state."""
+        return x.view(self.bsz * self.P, 1, self.h)
+
+    def _per_chunk(self, x):
+        """(B, ...) row values → (B · P, ...), matching ``_chunks``."""
+        return x.repeat_interleave(self.P, 0) if self.P > 1 else x
 
     def propose(self, z, fz, g):
-        return z + self.S[:, self.k]
+        step = self.S[:, self.n - 1:self.n]
+        return torch.add(self._chunks(z), step).view_as(z)
 
     def observe(self, z, fz, g_new, ok):
-        k = self.k
-        S, G = self.S, self.gram
-        a = torch.bmm(S[:, :k + 1], g_new[..., None])[..., 0]  # Sᵀg_new
-        sq = G.diagonal(dim1=1, dim2=2)[:, :k + 1]
-        live = sq > 0  # dropped steps have s = 0
+        n = self.n
+        if n == self.slots:  # memory full: every row restarts
+            # H_0 = −γ I fitted to the last secant pair, H_0 y ≈ s:
+            # γ = −sᵀy / yᵀy (Barzilai–Borwein); 1 where that is not > 0
+            s = self.S[:, n - 1:n].reshape(self.bsz, -1)
+            y = g_new - self.g_prev
+            gamma = -torch.linalg.vecdot(s, y) / _norm(y)**2
+            self.gamma = torch.where(
+                torch.isfinite(gamma) & (gamma > 0), gamma, 1.)
+            self._restart(g_new)
+            return
+        S, G = self.S[:, :n], self.gram[:, :n, :n]
+        # pass 1: Sᵀg_new
+        a = torch.bmm(self._chunks(g_new), S.transpose(1, 2))
+        a = a.view(self.bsz, self.P, n).sum(1)
+        sq = G.diagonal(dim1=1, dim2=2)
+        live = sq > 0  # dead steps (restarted rows) have no Gram entries
+        a = a * live
+        k = n - 1  # index of the newest step
         # c_j ‖s_j‖² − Σ_{i<j} (s_jᵀ s_{i+1}) c_i = s_jᵀ g_new  (j < k);
         # then w = g_new + Σ_j s_{j+1} c_j and Sᵀw = Sᵀg_new + SᵀS_{1:} c
+        out = self.S[:, n:n + 1]
         if k:
-            lower = torch.tril(G[:, :k, 1:k + 1], diagonal=-1)
+            lower = torch.tril(G[:, :k, 1:], diagonal=-1)
             system = torch.diag_embed(torch.where(live[:, :k], sq[:, :k],
                                                   1.)) - lower
             c = torch.linalg.solve_triangular(
                 system, a[:, :k, None], upper=False)
-            s_w = a + torch.bmm(G[:, :k + 1, 1:k + 1], c)[..., 0]
-            w = torch.baddbmm(g_new[..., None], S[:, 1:k + 1].transpose(1, 2),
-                              c)[..., 0]
+            s_w = a + torch.bmm(G[:, :, 1:], c)[..., 0]
+            # pass 2: w, straight into the next slot
+            torch.baddbmm(self._chunks(g_new),
+                          self._per_chunk(c[..., 0])[:, None], S[:, 1:],
+                          out=out)
         else:
-            s_w, w = a, g_new
-        denom = 1 - s_w[:, k] / torch.where(live[:, k], sq[:, k], 1.)
+            s_w = a
+            out.copy_(self._chunks(g_new))
+        # so far with H_0 = −I; with −γ I, w, Sᵀw and the c_j scale by γ
+        denom = 1 - self.gamma * s_w[:, k] / torch.where(
+            live[:, k], sq[:, k], 1.)
         good = ok & live[:, k] & torch.isfinite(denom) & (
             denom.abs() > 1e-10)
-        if k + 1 == self.m:  # memory full: every row restarts
-            self._set_step(0, g_new, None)
-            return
-        scale = 1 / torch.where(good, denom, 1.)
-        step = w * scale[:, None]
+        scale = self.gamma / torch.where(good, denom, 1.)
+        out.mul_(self._per_chunk(scale)[:, None, None])
         s_dot = s_w * scale[:, None]  # Sᵀ s_{k+1}, no pass over S
         if z.device.type != 'cpu' or not bool(good.all()):
-            # bad rows restart from H = −I: drop their steps, take g_new
-            step = torch.where(good[:, None], step, g_new)
-            keep = good[:, None].to(G.dtype)
-            S[:, :k + 1] *= keep[:, :, None]
-            G[:, :k + 1, :k + 1] *= keep[:, :, None]
-            s_dot = s_dot * keep
-        self._set_step(k + 1, step, s_dot)
+            # bad rows restart from H = −I: their steps die, they take g_new
+            rows = self._per_chunk(good)[:, None, None]
+            out.copy_(torch.where(rows, out, self._chunks(g_new)))
+            self.gram *= good[:, None, None].to(self.gram.dtype)
+            self.gamma = torch.where(good, self.gamma, 1.)
+            s_dot = s_dot * good[:, None]
+        self.gram[:, n, :n] = self.gram[:, :n, n] = s_dot
+        self.gram[:, n, n] = torch.linalg.vector_norm(
+            out.view(self.bsz, self.P, self.h), dim=(1, 2))**2
+        self.n = n + 1
+        self.g_prev = g_new
 
 
 class _Anderson(_Method):
@@ -458,17 +513,18 @@ def broyden(f,
             check_every=None,
             divergence=1e4,
             scales=None,
-            history=None):
+            history=16):
     """Limited-memory good Broyden (see :func:`fixed_point` for the args).
 
     Args:
         history (int | None): number of steps kept before the memory
-            restarts from H = −I (memory: history · B · D floats); None
-            keeps every step of the budget (no restart), as the reference
-            and torchdeq do.
+            restarts with a secant-scaled H_0 (see ``_Broyden``); memory:
+            min(history, max_iter + 1) steps of B · D floats, each read
+            twice per iteration. None keeps every step of the budget (no
+            restart: the reference's and torchdeq's iterates).
     """
     history = max_iter + 1 if history is None else history
-    return _iterate(f, z0, _Broyden(max(1, history)), max_iter, tol,
+    return _iterate(f, z0, _Broyden(history, max_iter), max_iter, tol,
                     stop_mode, check_every, divergence, scales)
 
 

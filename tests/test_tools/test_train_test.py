@@ -98,12 +98,19 @@ def test_segmentation_train_validate_test_with_prediction_pngs(data,
     # budget must reach a lower residual
     assert rows[1]['rel_residual'] < rows[0]['rel_residual']
     tool('analysis/convergence', SEG, ckpt, '--budget', '4', '--images', '1',
-         '--out', str(tmp_path / 'conv.png'), *opts)
+         '--broyden-history', '2', '--out', str(tmp_path / 'conv.png'),
+         *opts)
     conv = json.load(open(tmp_path / 'conv.json'))
-    assert set(conv) == {'broyden', 'anderson', 'fixed_point'}
+    assert set(conv) == {'broyden', 'anderson', 'fixed_point',
+                         'broyden (history 2)'}
     fwd = conv['broyden']['forward']
     assert len(fwd['overall']) == 5 and len(fwd['scales']) == 4
     assert fwd['overall'][-1] < fwd['overall'][0]
+    # a memory of 2 steps restarts after z2: the same iterates up to there,
+    # then a fixed-point step instead of a Broyden step
+    short = conv['broyden (history 2)']['forward']['overall']
+    assert short[:3] == pytest.approx(fwd['overall'][:3], rel=1e-5)
+    assert short[3] != pytest.approx(fwd['overall'][3], rel=1e-3)
     assert osp.isfile(tmp_path / 'conv.png')
     rows = tool('analysis/compare_transfer', work, '--names', 'seg')
     assert '| seg |' in rows

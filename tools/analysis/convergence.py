@@ -4,11 +4,14 @@
 For a config and checkpoint, runs the model's forward solve with broyden,
 anderson and fixed_point (full budget, no early stop) on validation images,
 then one training-mode backward solve per solver, and plots the relative
-residual per iteration, overall and per scale.
+residual per iteration, overall and per scale. ``--broyden-history`` adds
+Broyden runs whose memory restarts after that many steps (the speed and
+memory knob of long solves), to see what a shorter memory costs.
 
 Usage:
     python tools/analysis/convergence.py CONFIG [CHECKPOINT] [--budget 27]
-        [--images 2] [--out convergence.png] [--cfg-options k=v ...]
+        [--images 2] [--broyden-history 27 16] [--out convergence.png]
+        [--cfg-options k=v ...]
 """
 import argparse
 import json
@@ -23,13 +26,13 @@ from _common import build_model, load_cfg, val_batch  # noqa: E402
 SOLVERS = ('broyden', 'anderson', 'fixed_point')
 
 
-def traces(model, inputs, samples, solver, budget):
+def traces(model, inputs, samples, solver, budget, options=None):
     """Forward and backward relative-residual traces (mean over images)."""
     from mdeq_mm.engine import find_mdeq_backbone
     backbone = find_mdeq_backbone(model)
     deq = backbone.deq
     deq.solver = solver
-    full = dict(max_iter=budget, tol=0.0, stop_mode='rel')
+    full = dict(max_iter=budget, tol=0.0, stop_mode='rel', **(options or {}))
     deq.solver_cfg = dict(full)
     deq.eval_solver_cfg = dict(full)
     deq.set_grad('ift', dict(solver=solver, solver_cfg=dict(full)))
@@ -57,14 +60,19 @@ def main(argv=None):
     parser.add_argument('checkpoint', nargs='?')
     parser.add_argument('--budget', type=int, default=27)
     parser.add_argument('--images', type=int, default=2)
+    parser.add_argument('--broyden-history', type=int, nargs='*',
+                        default=[])
     parser.add_argument('--out', default='convergence.png')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
     cfg = load_cfg(args.config, args.cfg_options)
     model, scope = build_model(cfg, args.checkpoint)
     inputs, samples = val_batch(cfg, model, scope, args.images)
-    result = {s: traces(model, inputs, samples, s, args.budget)
-              for s in SOLVERS}
+    runs = [(s, s, None) for s in SOLVERS] + [
+        (f'broyden (history {h})', 'broyden', dict(history=h))
+        for h in args.broyden_history]
+    result = {label: traces(model, inputs, samples, s, args.budget, opts)
+              for label, s, opts in runs}
     print('| solver | forward rel. residual at 1 / 5 / last | per scale, '
           'last | backward rel. residual at 1 / 5 / last |')
     print('|---|---|---|---|')
