@@ -98,9 +98,9 @@ def test_segmentation_train_validate_test_with_prediction_pngs(data,
     # budget must reach a lower residual
     assert rows[1]['rel_residual'] < rows[0]['rel_residual']
     tool('analysis/convergence', SEG, ckpt, '--budget', '4', '--images', '1',
-         '--broyden-history', '2', '--out', str(tmp_path / 'conv.png'),
-         *opts)
-    conv = json.load(open(tmp_path / 'conv.json'))
+         '--broyden-history', '2', '--out',
+         str(tmp_path / 'new_dir' / 'conv.png'), *opts)
+    conv = json.load(open(tmp_path / 'new_dir' / 'conv.json'))
     assert set(conv) == {'broyden', 'anderson', 'fixed_point',
                          'broyden (history 2)'}
     fwd = conv['broyden']['forward']
@@ -111,7 +111,7 @@ def test_segmentation_train_validate_test_with_prediction_pngs(data,
     short = conv['broyden (history 2)']['forward']['overall']
     assert short[:3] == pytest.approx(fwd['overall'][:3], rel=1e-5)
     assert short[3] != pytest.approx(fwd['overall'][3], rel=1e-3)
-    assert osp.isfile(tmp_path / 'conv.png')
+    assert osp.isfile(tmp_path / 'new_dir' / 'conv.png')
     rows = tool('analysis/compare_transfer', work, '--names', 'seg')
     assert '| seg |' in rows
 

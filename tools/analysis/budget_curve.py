@@ -12,6 +12,7 @@ Usage:
 """
 import argparse
 import json
+import os
 import os.path as osp
 import sys
 
@@ -53,6 +54,7 @@ def main(argv=None):
     for r in rows:
         print(f"| {r['budget']} | {r['value']:.2f} | "
               f"{r['rel_residual']:.2e} |")
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     plot(rows, args.out)
     with open(osp.splitext(args.out)[0] + '.json', 'w') as f:
         json.dump(rows, f, indent=1)

@@ -13,6 +13,7 @@ Usage:
 import argparse
 import glob
 import json
+import os
 import os.path as osp
 
 
@@ -73,6 +74,7 @@ def main(argv=None):
     text = table(rows)
     print(text)
     if args.out:
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(args.out, 'w') as f:
             f.write(text + '\n')
     return rows

@@ -5,16 +5,17 @@ For a config and checkpoint, runs the model's forward solve with broyden,
 anderson and fixed_point (full budget, no early stop) on validation images,
 then one training-mode backward solve per solver, and plots the relative
 residual per iteration, overall and per scale. ``--broyden-history`` adds
-Broyden runs whose memory restarts after that many steps (the speed and
-memory knob of long solves), to see what a shorter memory costs.
+Broyden runs with other memories (steps kept before a restart; 'all' keeps
+every step, the reference's iterates) to compare with the default.
 
 Usage:
     python tools/analysis/convergence.py CONFIG [CHECKPOINT] [--budget 27]
-        [--images 2] [--broyden-history 27 16] [--out convergence.png]
+        [--images 2] [--broyden-history 8 all] [--out convergence.png]
         [--cfg-options k=v ...]
 """
 import argparse
 import json
+import os
 import os.path as osp
 import sys
 
@@ -60,8 +61,8 @@ def main(argv=None):
     parser.add_argument('checkpoint', nargs='?')
     parser.add_argument('--budget', type=int, default=27)
     parser.add_argument('--images', type=int, default=2)
-    parser.add_argument('--broyden-history', type=int, nargs='*',
-                        default=[])
+    parser.add_argument('--broyden-history', nargs='*', default=[],
+                        type=lambda v: None if v == 'all' else int(v))
     parser.add_argument('--out', default='convergence.png')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
@@ -69,7 +70,7 @@ def main(argv=None):
     model, scope = build_model(cfg, args.checkpoint)
     inputs, samples = val_batch(cfg, model, scope, args.images)
     runs = [(s, s, None) for s in SOLVERS] + [
-        (f'broyden (history {h})', 'broyden', dict(history=h))
+        (f"broyden (history {h or 'all'})", 'broyden', dict(history=h))
         for h in args.broyden_history]
     result = {label: traces(model, inputs, samples, s, args.budget, opts)
               for label, s, opts in runs}
@@ -82,6 +83,7 @@ def main(argv=None):
         print(f'| {s} | {f[1]:.2e} / {f[min(5, len(f) - 1)]:.2e} / '
               f'{f[-1]:.2e} | {scales} | {b[1]:.2e} / '
               f'{b[min(5, len(b) - 1)]:.2e} / {b[-1]:.2e} |')
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     plot(result, args.out)
     with open(osp.splitext(args.out)[0] + '.json', 'w') as f:
         json.dump(result, f)
