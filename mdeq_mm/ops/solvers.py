@@ -296,8 +296,9 @@ class _Broyden(_Method):
         self.g_prev = g
 
     def _chunks(self, x):
-        """(B · P, 1, D / P) view of a (B, D) state."""
-        return x.view(self.bsz * self.P, 1, self.h)
+        """(B · P, 1, D / P) view of a (B, D) state (a copy if f returned
+        a tensor whose layout allows no such view)."""
+        return x.reshape(self.bsz * self.P, 1, self.h)
 
     def _per_chunk(self, x):
         """(B, ...) row values → (B · P, ...), matching ``_chunks``."""

@@ -146,6 +146,23 @@ def test_broyden_matches_kelley_recursion(dim, history):
 
 
 @pytest.mark.parametrize('name', ['broyden', 'anderson', 'fixed_point'])
+def test_non_contiguous_states(name):
+    """z0 and f(z) given as transposed views solve as their copies do."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(8192, 3, generator=g, dtype=torch.float64)  # (D, B)
+
+    def f(z):  # returns a transposed view: (B, D) with strides (1, B)
+        return torch.tanh(0.5 * z.t() + x).t()
+
+    z0 = torch.zeros(8192, 3, dtype=torch.float64).t()
+    z, stats = solve(name, f, z0, max_iter=6, tol=0.)
+    z_c, stats_c = solve(name, lambda v: f(v).contiguous(), z0.contiguous(),
+                         max_iter=6, tol=0.)
+    torch.testing.assert_close(z, z_c)
+    torch.testing.assert_close(stats.abs_trace, stats_c.abs_trace)
+
+
+@pytest.mark.parametrize('name', ['broyden', 'anderson', 'fixed_point'])
 def test_easy_and_hard_sample_stop_separately(name):
     dim = 30
     easy = 0.05 * torch.eye(dim, dtype=torch.float64)
