@@ -3,8 +3,9 @@
 
 For random contractions with D in {1e4, 1e5, 1e6} (a residual conv block,
 the shape of an MDEQ branch) and the MDEQ-Small layer f_θ at a 256x512 crop,
-run every solver of mdeq_mm and of torchdeq 0.1.0 (if installed: ``pip
-install torchdeq==0.1.0``) on the same f and report, per solver: f
+run every solver of mdeq_mm (Broyden also with ``history=None``, every
+step kept) and of torchdeq 0.1.0 (if installed: ``pip install
+torchdeq==0.1.0``) on the same f and report, per solver: f
 evaluations to reach a relative residual of 1e-3, the final relative
 residual, wall time, peak memory above the inputs, and the overhead ratio
 solve time / (evaluations x time of one f), with the time of one f measured

@@ -262,7 +262,7 @@ class _Broyden(_Method):
     The first step is s_0 = g_0 (γ = 1), i.e. z1 = f(z0). When the memory
     is full every row restarts, with γ = −sᵀy / yᵀy fitted to its last
     step s and residual change y (Barzilai–Borwein; 1 if not positive):
-    on trained MDEQs these scaled restarts every 16 steps reach 2-4x lower
+    on trained MDEQs these scaled restarts every 16 steps reach 2-5x lower
     residuals than keeping every step (see the README). Dropping only the
     oldest step instead breaks the product form (on ill-conditioned linear
     problems a sliding window needs ~3x the evaluations). A row whose
