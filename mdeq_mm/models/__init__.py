@@ -6,13 +6,19 @@ import importlib.util
 
 from .backbones import MDEQ
 from .layers import MDEQLayer, VariationalDropout2d, WeightNormConv2d
+from .regularized import add_jac_loss
 
-__all__ = ['MDEQ', 'MDEQLayer', 'VariationalDropout2d', 'WeightNormConv2d']
+__all__ = [
+    'MDEQ', 'MDEQLayer', 'VariationalDropout2d', 'WeightNormConv2d',
+    'add_jac_loss'
+]
 
 if importlib.util.find_spec('mmseg') is not None:
     from .decode_heads import MDEQHead  # noqa: F401
     from .necks import MDEQFuseNeck  # noqa: F401
-    __all__ += ['MDEQHead', 'MDEQFuseNeck']
+    from .regularized import DEQEncoderDecoder  # noqa: F401
+    __all__ += ['MDEQHead', 'MDEQFuseNeck', 'DEQEncoderDecoder']
 if importlib.util.find_spec('mmpretrain') is not None:
     from .necks import MDEQClsNeck  # noqa: F401
-    __all__ += ['MDEQClsNeck']
+    from .regularized import DEQImageClassifier  # noqa: F401
+    __all__ += ['MDEQClsNeck', 'DEQImageClassifier']

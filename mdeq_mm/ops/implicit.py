@@ -95,6 +95,8 @@ class DEQStats:
             the one-step gradient (filled in during backward).
         nfev_tracked (int): f applications with grad in this call (tracked
             by autograd; unrolled applications also without grad).
+        jac_frobenius (Tensor | None): (B,) estimate of ‖J_f‖²_F / D at the
+            returned state, when a Jacobian loss was computed.
     """
     mode: str
     forward: Optional[SolverStats] = None
@@ -102,6 +104,7 @@ class DEQStats:
     backward: Optional[SolverStats] = None
     fallback: int = 0
     nfev_tracked: int = 0
+    jac_frobenius: Optional[Tensor] = None
 
     def summary(self) -> Dict[str, float]:
         """Scalars for logging (host syncs; call after backward)."""
@@ -118,6 +121,8 @@ class DEQStats:
                         for k, v in self.backward.summary().items()})
             out['bwd_fallback'] = float(self.fallback)
         out['nfev_tracked'] = float(self.nfev_tracked)
+        if self.jac_frobenius is not None:
+            out['jac_frobenius'] = self.jac_frobenius.mean().item()
         return out
 
 

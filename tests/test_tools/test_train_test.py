@@ -58,7 +58,12 @@ def cls_run(data, tmp_path_factory):
                'train_dataloader.batch_size=4', 'train_cfg.max_iters=4',
                'train_cfg.val_interval=4',
                'default_hooks.checkpoint.interval=4',
-               'custom_hooks.0.warmup_iters=2')
+               'custom_hooks.0.warmup_iters=2',
+               # with Jacobian regularisation on every forward
+               'model.type=DEQImageClassifier',
+               'model.backbone.jac_loss.weight=0.1',
+               'default_hooks.logger.interval=1',
+               'custom_hooks.1.interval=1')
     return work, out
 
 
@@ -66,6 +71,12 @@ def test_classification_trains_and_validates(cls_run):
     work, out = cls_run
     assert 'switches from unrolled to implicit' in out
     assert 'accuracy/top1' in out
+    # the Jacobian loss is part of the logged losses, its estimate of the
+    # telemetry, in the unrolled warm-up and after it
+    logged = [line for line in out.splitlines() if 'Iter(train)' in line]
+    assert len(logged) == 4
+    assert all('loss_jac:' in line and 'deq/jac_frobenius:' in line
+               for line in logged)
     assert osp.isfile(osp.join(work, 'iter_4.pth'))
     stats = json.load(open(osp.join(work, 'run_stats.json')))
     assert stats['iters'] == 4 and stats['peak_mem_mb'] > 0

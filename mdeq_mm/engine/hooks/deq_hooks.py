@@ -74,7 +74,9 @@ class DEQTelemetryHook(Hook):
         interval (int): push every ``interval`` training iterations (the
             statistics cost a host sync).
     """
-    priority = 'LOW'
+    # before LoggerHook (BELOW_NORMAL), so each logged line carries the
+    # statistics of its own iteration
+    priority = 'NORMAL'
 
     def __init__(self, interval: int = 1):
         self.interval = interval

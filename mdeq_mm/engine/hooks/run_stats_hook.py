@@ -21,7 +21,7 @@ class RunStatsHook(Hook):
     Args:
         interval (int): training iterations between memory updates.
     """
-    priority = 'LOW'
+    priority = 'NORMAL'  # before LoggerHook, like DEQTelemetryHook
 
     def __init__(self, interval: int = 50):
         self.interval = interval

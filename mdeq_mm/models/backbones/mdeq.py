@@ -18,7 +18,8 @@ from mmengine.model import BaseModule
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mdeq_mm.ops import DEQStats, ImplicitLayer
+from mdeq_mm.ops import (DEQStats, ImplicitLayer, StatePacker,
+                         jacobian_frobenius)
 from ..layers import MDEQLayer, WeightNormConv2d
 
 # Architectures of the reference configs (mdeq_reference.md §1.5).
@@ -59,6 +60,7 @@ ARCH_SETTINGS: Dict[str, dict] = {
 ARCH_KEYS = ('num_channels', 'num_blocks', 'expansion', 'num_groups',
              'downsample_times', 'weight_norm')
 MODES = ('implicit', 'unrolled')
+JAC_LOSS_KEYS = ('weight', 'freq', 'n_samples')
 
 
 def resolve_arch(arch: Union[str, dict]) -> dict:
@@ -131,6 +133,14 @@ class MDEQ(BaseModule):
             highest-resolution branch only) or 'all' (every branch i > 0
             also gets its own projection of the stem features, downsampled
             by i stride-2 3x3 conv + norm stages).
+        jac_loss (dict | None): Jacobian regularisation (Bai et al., ICML
+            2021): in training, with probability ``freq`` per forward,
+            ``weight`` × the Hutchinson estimate of ‖J_f(z*)‖²_F / D
+            (``n_samples`` probes, on one extra application of f at the
+            detached output state; differentiable) is left in
+            ``jac_loss``; ``DEQEncoderDecoder`` / ``DEQImageClassifier``
+            add it to the losses as ``loss_jac``. Keys: weight, freq
+            (default 1.0), n_samples (default 2). None: off.
         pretrained (str | None): deprecated; use init_cfg.
         init_cfg (dict | None): mmengine init config, e.g.
             ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
@@ -156,6 +166,7 @@ class MDEQ(BaseModule):
                  frozen: bool = False,
                  post_gn_affine: bool = True,
                  inject: str = 'highest',
+                 jac_loss: Optional[dict] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         if pretrained is not None:
@@ -229,6 +240,15 @@ class MDEQ(BaseModule):
         self.unrolled = ImplicitLayer(
             grad='unrolled', grad_cfg=dict(depth=unrolled_depth))
         self.last_stats: Optional[DEQStats] = None
+        if jac_loss is not None:
+            unknown = sorted(set(jac_loss) - set(JAC_LOSS_KEYS))
+            if unknown or 'weight' not in jac_loss:
+                raise ValueError(
+                    f'jac_loss needs a weight and takes only '
+                    f'{list(JAC_LOSS_KEYS)}; got {sorted(jac_loss)}')
+            jac_loss = dict(dict(freq=1.0, n_samples=2), **jac_loss)
+        self.jac_loss_cfg = jac_loss
+        self.jac_loss: Optional[Tensor] = None
         self._reference_init()
         if frozen:
             self._freeze()
@@ -333,6 +353,7 @@ class MDEQ(BaseModule):
                 z, stats = self.unrolled(f, z0)
             else:
                 z, stats = self.deq(f, z0, training=self.training)
+            self.jac_loss = self._jacobian_loss(f, z, stats)
         finally:
             self.deq_layer.clear()
         self.last_stats = stats
@@ -341,6 +362,24 @@ class MDEQ(BaseModule):
             s = 2**(self.downsample_times + i)
             out.append(zi[..., :math.ceil(h / s), :math.ceil(w / s)])
         return tuple(out)
+
+    def _jacobian_loss(self, f, z: List[Tensor],
+                       stats: DEQStats) -> Optional[Tensor]:
+        """weight × ‖J_f(z)‖²_F / D (batch mean), on one extra application
+        of f at the detached state, in a ``freq`` fraction of training
+        forwards; None otherwise. The per-sample estimate goes to
+        ``stats.jac_frobenius`` (logged by DEQTelemetryHook)."""
+        cfg = self.jac_loss_cfg
+        if (cfg is None or not self.training or self.frozen
+                or not torch.is_grad_enabled()
+                or float(torch.rand(())) >= cfg['freq']):
+            return None
+        packer = StatePacker.like(z)
+        flat = packer.pack([t.detach() for t in z]).requires_grad_()
+        fz = packer.pack(f(packer.unpack(flat)), flat.dtype)
+        estimate = jacobian_frobenius(fz, flat, cfg['n_samples'])
+        stats.jac_frobenius = estimate.detach()
+        return cfg['weight'] * estimate.mean()
 
     # ------------------------------------------------------------------
     @property
