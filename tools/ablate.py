@@ -9,15 +9,17 @@ unless --data-root points elsewhere, e.g. a Cityscapes folder):
 * ``injection``: input into the highest resolution only vs every branch;
 * ``training``: implicit training vs the weight-tied network unrolled 2, 4
   and 8 times (trained and evaluated without a solver);
+* ``jacobian``: without and with Jacobian regularisation (weights 0.1, 1);
 * ``budget``: the baseline evaluated with 2, 4, 8, 16, 27 f evaluations.
 
 Runs are sequential and resumable: a run whose final checkpoint and
 run_stats.json exist is not redone. Prints one table per group (mIoU,
 parameters, training time per iteration, peak training memory, inference
-time per image, f evaluations at inference) and saves it with a PNG.
+time per image, f evaluations at inference and the relative residual they
+reach) and saves it with a PNG.
 
 Usage:
-    python tools/ablate.py {scales,injection,training,budget,all}
+    python tools/ablate.py {scales,injection,training,jacobian,budget,all}
         [--work-dir work_dirs/ablations] [--data-root data/demo/cityscapes]
         [--cfg-options k=v ...]
 """
@@ -43,6 +45,9 @@ GROUPS = {
                  ('unrolled x2', A + 'unrolled-2.py'),
                  ('unrolled x4', A + 'unrolled-4.py'),
                  ('unrolled x8', A + 'unrolled-8.py')],
+    'jacobian': [('no regularisation', A + 'baseline.py'),
+                 ('Jacobian loss 0.1', A + 'jacobian-0.1.py'),
+                 ('Jacobian loss 1.0', A + 'jacobian-1.py')],
 }
 BUDGETS = (2, 4, 8, 16, 27)
 
@@ -109,7 +114,7 @@ def summarize(name, config, work_dir):
                 params=count_params(config), s_per_iter=stats['s_per_iter'],
                 peak_mem_mb=stats['peak_mem_mb'],
                 infer_s_per_image=val.get('time', float('nan')) / bsz,
-                nfev=nfev)
+                nfev=nfev, rel_residual=val.get('deq/fwd_rel_residual'))
 
 
 def budget_rows(work_dir, opts):
@@ -131,13 +136,16 @@ def budget_rows(work_dir, opts):
 
 def table(rows):
     lines = ['| variant | mIoU | parameters | train s / iter | peak train '
-             'memory (MB) | inference s / image | f evaluations |',
-             '|---|---|---|---|---|---|---|']
+             'memory (MB) | inference s / image | f evaluations | '
+             'rel. residual |', '|---|---|---|---|---|---|---|---|']
     for r in rows:
         miou = f"{r['mIoU']:.2f}" if r['mIoU'] is not None else 'n/a'
+        res = r.get('rel_residual')
+        res = f'{res:.2e}' if res is not None else 'no solver'
         lines.append(f"| {r['name']} | {miou} | {r['params']:,} | "
                      f"{r['s_per_iter']:.2f} | {r['peak_mem_mb']:.0f} | "
-                     f"{r['infer_s_per_image']:.3f} | {r['nfev']:.0f} |")
+                     f"{r['infer_s_per_image']:.3f} | {r['nfev']:.0f} | "
+                     f'{res} |')
     return '\n'.join(lines)
 
 
