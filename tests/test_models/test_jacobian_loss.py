@@ -46,6 +46,7 @@ def test_estimate_matches_the_exact_jacobian_within_its_sampling_error():
     z = model(x)
     est = model.last_stats.jac_frobenius
     torch.testing.assert_close(model.jac_loss, 2.0 * est.mean())
+    assert model.last_stats.nfev_tracked == 2  # IFT's application + this
     for b, J in enumerate(exact_jacobians(model, x, z)):
         d = J.shape[0]
         exact = J.pow(2).sum() / d

@@ -379,6 +379,7 @@ class MDEQ(BaseModule):
         fz = packer.pack(f(packer.unpack(flat)), flat.dtype)
         estimate = jacobian_frobenius(fz, flat, cfg['n_samples'])
         stats.jac_frobenius = estimate.detach()
+        stats.nfev_tracked += 1
         return cfg['weight'] * estimate.mean()
 
     # ------------------------------------------------------------------
