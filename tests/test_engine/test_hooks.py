@@ -13,11 +13,11 @@ from mdeq_mm.models import MDEQ
 
 class TinyDEQNet(BaseModel):
 
-    def __init__(self):
+    def __init__(self, **backbone):
         super().__init__()
         self.backbone = MDEQ(
             'tiny', solver_cfg=dict(max_iter=3, tol=1e-6),
-            grad_cfg=dict(solver_cfg=dict(max_iter=3)))
+            grad_cfg=dict(solver_cfg=dict(max_iter=3)), **backbone)
         self.head = torch.nn.Linear(24, 1)
 
     def forward(self, inputs, labels=None, mode='tensor'):
@@ -85,3 +85,56 @@ def test_hooks_need_an_mdeq():
     with pytest.raises(ValueError):
         from mdeq_mm.engine import DEQWarmupHook
         DEQWarmupHook(-1)
+
+
+class RecordJacobian(Hook):
+    priority = 'LOWEST'
+
+    def __init__(self):
+        self.rows = []
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        backbone = find_mdeq_backbone(runner.model)
+        self.rows.append((backbone.jac_loss_cfg['weight'],
+                          backbone.jac_loss is not None))
+
+
+def test_jacobian_schedule_follows_the_reference(tmp_path):
+    """Warm-up weight while unrolled, +increment per increment_every
+    iterations after the warm-up, nothing from stop_iter on."""
+    g = torch.Generator().manual_seed(0)
+    data = [dict(inputs=torch.randn(3, 8, 8, generator=g),
+                 labels=torch.randn(1, generator=g)) for _ in range(16)]
+    recorder = RecordJacobian()
+    runner = Runner(
+        model=TinyDEQNet(jac_loss=dict(weight=0.5)),
+        work_dir=str(tmp_path),
+        train_dataloader=dict(
+            dataset=data, sampler=dict(type='DefaultSampler', shuffle=False),
+            collate_fn=dict(type='default_collate'), batch_size=2,
+            num_workers=0),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        train_cfg=dict(by_epoch=False, max_iters=8),
+        custom_hooks=[
+            dict(type='DEQWarmupHook', warmup_iters=2),
+            dict(type='DEQJacobianScheduleHook', warmup_weight=0.05,
+                 increment=0.1, increment_every=2, stop_iter=7), recorder
+        ],
+        default_hooks=dict(checkpoint=None),
+        default_scope='mmengine',
+        log_level='WARNING')
+    runner.train()
+    weights = [w for w, _ in recorder.rows]
+    assert weights == pytest.approx(
+        [0.05, 0.05, 0.5, 0.5, 0.6, 0.6, 0.7, 0.0])
+    # computed whenever the weight is positive (freq 1), never at 0
+    assert [c for _, c in recorder.rows] == [True] * 7 + [False]
+    with pytest.raises(ValueError, match='jac_loss'):
+        Runner(model=TinyDEQNet(), work_dir=str(tmp_path / 'b'),
+               train_dataloader=runner.train_dataloader,
+               optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+               train_cfg=dict(by_epoch=False, max_iters=1),
+               custom_hooks=[dict(type='DEQJacobianScheduleHook')],
+               default_hooks=dict(checkpoint=None),
+               default_scope='mmengine', log_level='WARNING').train()

@@ -1,5 +1,6 @@
 # Copyright (c) mdeq_mm authors. All rights reserved.
-"""mmengine hooks for MDEQ training: warm-up switch and solver telemetry.
+"""mmengine hooks for MDEQ training: warm-up switch, Jacobian loss schedule
+and solver telemetry.
 
 They only read and set plain attributes of the backbone (``mode``,
 ``last_stats``); the backbone knows nothing of the Runner.
@@ -60,6 +61,59 @@ class DEQWarmupHook(Hook):
         self._set(runner, runner.iter)
 
 
+class DEQJacobianScheduleHook(Hook):
+    """The reference's schedule of the Jacobian loss weight (the backbone's
+    ``jac_loss``), set before every training iteration:
+
+    * during the unrolled warm-up: ``warmup_weight`` (None: the configured
+      weight);
+    * after it: the configured weight + ``increment`` for every
+      ``increment_every`` iterations since the warm-up ended (None: never);
+    * from ``stop_iter`` on: 0 (no Jacobian loss is computed).
+
+    The warm-up length is read from :class:`DEQWarmupHook` when one is
+    registered.
+
+    Args:
+        warmup_weight (float | None): weight while training unrolled.
+        increment (float): added per ``increment_every`` iterations.
+        increment_every (int | None): iterations per increment.
+        stop_iter (int | None): first iteration without the loss.
+    """
+    priority = 'NORMAL'
+
+    def __init__(self, warmup_weight=None, increment: float = 0.1,
+                 increment_every=None, stop_iter=None):
+        self.warmup_weight = warmup_weight
+        self.increment = increment
+        self.increment_every = increment_every
+        self.stop_iter = stop_iter
+
+    def before_train(self, runner) -> None:
+        cfg = find_mdeq_backbone(runner.model).jac_loss_cfg
+        if cfg is None:
+            raise ValueError('DEQJacobianScheduleHook needs the backbone '
+                             "built with jac_loss=dict(weight=...)")
+        self.base = cfg['weight']
+        self.warmup_iters = next(
+            (h.warmup_iters for h in runner.hooks
+             if isinstance(h, DEQWarmupHook)), 0)
+
+    def weight(self, it: int) -> float:
+        if self.stop_iter is not None and it >= self.stop_iter:
+            return 0.0
+        if it < self.warmup_iters:
+            return self.base if self.warmup_weight is None else \
+                self.warmup_weight
+        steps = 0 if not self.increment_every else \
+            (it - self.warmup_iters) // self.increment_every
+        return self.base + self.increment * steps
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        backbone = find_mdeq_backbone(runner.model)
+        backbone.jac_loss_cfg['weight'] = self.weight(runner.iter)
+
+
 class DEQTelemetryHook(Hook):
     """Push the backbone's solver statistics to the MessageHub after every
     training and validation iteration, so LoggerHook and the visualisation
@@ -112,4 +166,5 @@ def _register(*classes):
 
 from .run_stats_hook import RunStatsHook  # noqa: E402
 
-_register(DEQWarmupHook, DEQTelemetryHook, RunStatsHook)
+_register(DEQWarmupHook, DEQJacobianScheduleHook, DEQTelemetryHook,
+          RunStatsHook)

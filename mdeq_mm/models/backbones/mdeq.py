@@ -370,8 +370,8 @@ class MDEQ(BaseModule):
         forwards; None otherwise. The per-sample estimate goes to
         ``stats.jac_frobenius`` (logged by DEQTelemetryHook)."""
         cfg = self.jac_loss_cfg
-        if (cfg is None or not self.training or self.frozen
-                or not torch.is_grad_enabled()
+        if (cfg is None or not cfg['weight'] or not self.training
+                or self.frozen or not torch.is_grad_enabled()
                 or float(torch.rand(())) >= cfg['freq']):
             return None
         packer = StatePacker.like(z)
