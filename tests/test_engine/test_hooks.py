@@ -39,27 +39,33 @@ class RecordModes(Hook):
         self.modes.append(find_mdeq_backbone(runner.model).last_stats.mode)
 
 
-def test_warmup_switch_and_telemetry_under_a_runner(tmp_path):
+def tiny_runner(work_dir, model, hooks, iters):
+    """A real Runner training ``model`` for ``iters`` iterations of 2."""
     g = torch.Generator().manual_seed(0)
     data = [dict(inputs=torch.randn(3, 8, 8, generator=g),
-                 labels=torch.randn(1, generator=g)) for _ in range(10)]
-    recorder = RecordModes()
-    runner = Runner(
-        model=TinyDEQNet(),
-        work_dir=str(tmp_path),
+                 labels=torch.randn(1, generator=g))
+            for _ in range(2 * iters)]
+    return Runner(
+        model=model,
+        work_dir=str(work_dir),
         train_dataloader=dict(
             dataset=data, sampler=dict(type='DefaultSampler', shuffle=False),
             collate_fn=dict(type='default_collate'), batch_size=2,
             num_workers=0),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
-        train_cfg=dict(by_epoch=False, max_iters=5),
-        custom_hooks=[
-            dict(type='DEQWarmupHook', warmup_iters=3),
-            dict(type='DEQTelemetryHook'), recorder
-        ],
+        train_cfg=dict(by_epoch=False, max_iters=iters),
+        custom_hooks=hooks,
         default_hooks=dict(checkpoint=None),
         default_scope='mmengine',
         log_level='WARNING')
+
+
+def test_warmup_switch_and_telemetry_under_a_runner(tmp_path):
+    recorder = RecordModes()
+    runner = tiny_runner(tmp_path, TinyDEQNet(), [
+        dict(type='DEQWarmupHook', warmup_iters=3),
+        dict(type='DEQTelemetryHook'), recorder
+    ], 5)
     runner.train()
     assert recorder.modes == ['unrolled'] * 3 + ['ift'] * 2
     hub = runner.message_hub
@@ -103,27 +109,12 @@ class RecordJacobian(Hook):
 def test_jacobian_schedule_follows_the_reference(tmp_path):
     """Warm-up weight while unrolled, +increment per increment_every
     iterations after the warm-up, nothing from stop_iter on."""
-    g = torch.Generator().manual_seed(0)
-    data = [dict(inputs=torch.randn(3, 8, 8, generator=g),
-                 labels=torch.randn(1, generator=g)) for _ in range(16)]
     recorder = RecordJacobian()
-    runner = Runner(
-        model=TinyDEQNet(jac_loss=dict(weight=0.5)),
-        work_dir=str(tmp_path),
-        train_dataloader=dict(
-            dataset=data, sampler=dict(type='DefaultSampler', shuffle=False),
-            collate_fn=dict(type='default_collate'), batch_size=2,
-            num_workers=0),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
-        train_cfg=dict(by_epoch=False, max_iters=8),
-        custom_hooks=[
-            dict(type='DEQWarmupHook', warmup_iters=2),
-            dict(type='DEQJacobianScheduleHook', warmup_weight=0.05,
-                 increment=0.1, increment_every=2, stop_iter=7), recorder
-        ],
-        default_hooks=dict(checkpoint=None),
-        default_scope='mmengine',
-        log_level='WARNING')
+    runner = tiny_runner(tmp_path, TinyDEQNet(jac_loss=dict(weight=0.5)), [
+        dict(type='DEQWarmupHook', warmup_iters=2),
+        dict(type='DEQJacobianScheduleHook', warmup_weight=0.05,
+             increment=0.1, increment_every=2, stop_iter=7), recorder
+    ], 8)
     runner.train()
     weights = [w for w, _ in recorder.rows]
     assert weights == pytest.approx(
@@ -131,10 +122,5 @@ def test_jacobian_schedule_follows_the_reference(tmp_path):
     # computed whenever the weight is positive (freq 1), never at 0
     assert [c for _, c in recorder.rows] == [True] * 7 + [False]
     with pytest.raises(ValueError, match='jac_loss'):
-        Runner(model=TinyDEQNet(), work_dir=str(tmp_path / 'b'),
-               train_dataloader=runner.train_dataloader,
-               optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
-               train_cfg=dict(by_epoch=False, max_iters=1),
-               custom_hooks=[dict(type='DEQJacobianScheduleHook')],
-               default_hooks=dict(checkpoint=None),
-               default_scope='mmengine', log_level='WARNING').train()
+        tiny_runner(tmp_path / 'b', TinyDEQNet(),
+                    [dict(type='DEQJacobianScheduleHook')], 1).train()
