@@ -28,15 +28,16 @@ class TinyDEQNet(BaseModel):
         return out
 
 
-class RecordModes(Hook):
+class Record(Hook):
+    """Appends ``read(backbone)`` after every training iteration."""
     priority = 'LOWEST'
 
-    def __init__(self):
-        self.modes = []
+    def __init__(self, read):
+        self.read, self.rows = read, []
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
-        self.modes.append(find_mdeq_backbone(runner.model).last_stats.mode)
+        self.rows.append(self.read(find_mdeq_backbone(runner.model)))
 
 
 def tiny_runner(work_dir, model, hooks, iters):
@@ -61,13 +62,13 @@ def tiny_runner(work_dir, model, hooks, iters):
 
 
 def test_warmup_switch_and_telemetry_under_a_runner(tmp_path):
-    recorder = RecordModes()
+    recorder = Record(lambda backbone: backbone.last_stats.mode)
     runner = tiny_runner(tmp_path, TinyDEQNet(), [
         dict(type='DEQWarmupHook', warmup_iters=3),
         dict(type='DEQTelemetryHook'), recorder
     ], 5)
     runner.train()
-    assert recorder.modes == ['unrolled'] * 3 + ['ift'] * 2
+    assert recorder.rows == ['unrolled'] * 3 + ['ift'] * 2
     hub = runner.message_hub
     # unrolled iterations pushed nfev_tracked = depth, implicit ones 1
     tracked = hub.get_scalar('train/deq/nfev_tracked').data[0].tolist()
@@ -93,23 +94,11 @@ def test_hooks_need_an_mdeq():
         DEQWarmupHook(-1)
 
 
-class RecordJacobian(Hook):
-    priority = 'LOWEST'
-
-    def __init__(self):
-        self.rows = []
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
-                         outputs=None):
-        backbone = find_mdeq_backbone(runner.model)
-        self.rows.append((backbone.jac_loss_cfg['weight'],
-                          backbone.jac_loss is not None))
-
-
 def test_jacobian_schedule_follows_the_reference(tmp_path):
     """Warm-up weight while unrolled, +increment per increment_every
     iterations after the warm-up, nothing from stop_iter on."""
-    recorder = RecordJacobian()
+    recorder = Record(lambda backbone: (backbone.jac_loss_cfg['weight'],
+                                        backbone.jac_loss is not None))
     runner = tiny_runner(tmp_path, TinyDEQNet(jac_loss=dict(weight=0.5)), [
         dict(type='DEQWarmupHook', warmup_iters=2),
         dict(type='DEQJacobianScheduleHook', warmup_weight=0.05,
