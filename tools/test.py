@@ -10,7 +10,6 @@ Usage:
 (train ids); classification, a pickle file of the predictions.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -21,6 +20,8 @@ if ROOT not in sys.path:
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
+
+    from mdeq_mm.utils.tool_cfg import parse_with_launcher
     parser = argparse.ArgumentParser(description='Test (and eval) a model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -32,13 +33,7 @@ def parse_args(argv=None):
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation (flip/multi-scale)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'])
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_with_launcher(parser, argv)
 
 
 def build_cfg(args):

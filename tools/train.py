@@ -10,7 +10,6 @@ Usage:
         [--launcher {none,pytorch,slurm,mpi}]
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -21,6 +20,8 @@ if ROOT not in sys.path:
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
+
+    from mdeq_mm.utils.tool_cfg import parse_with_launcher
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
@@ -42,16 +43,7 @@ def parse_args(argv=None):
         nargs='+',
         action=DictAction,
         help='override config settings, key=value pairs')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    return parse_with_launcher(parser, argv)
 
 
 def build_cfg(args):

@@ -1,7 +1,21 @@
 # Copyright (c) mdeq_mm authors. All rights reserved.
 """Config handling shared by tools/train.py and tools/test.py."""
+import os
 import os.path as osp
 from typing import Optional
+
+
+def parse_with_launcher(parser, argv=None):
+    """Add ``--launcher`` and ``--local_rank`` (as mmengine's launchers
+    pass them) to a tool's parser, parse, and export LOCAL_RANK."""
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
 
 
 def load_tool_cfg(config: str,
