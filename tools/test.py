@@ -92,8 +92,11 @@ def main(argv=None):
     except DatasetLayoutError as e:
         raise SystemExit(f'Dataset error: {e}')
     from mmengine.runner import Runner
-    runner = Runner.from_cfg(cfg)
-    return runner.test()
+
+    from mdeq_mm.utils.tool_cfg import close_distributed
+    metrics = Runner.from_cfg(cfg).test()
+    close_distributed()
+    return metrics
 
 
 if __name__ == '__main__':

@@ -82,6 +82,8 @@ def main(argv=None):
         raise SystemExit(f'Dataset error: {e}')
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+
+    from mdeq_mm.utils.tool_cfg import close_distributed
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
               RUNNERS.build(cfg))
     try:
@@ -98,6 +100,7 @@ def main(argv=None):
                 f'{osp.join(runner.work_dir, name)} (resume with --resume '
                 f'{osp.join(runner.work_dir, name)})')
         raise
+    close_distributed()
     return runner
 
 

@@ -18,6 +18,17 @@ def parse_with_launcher(parser, argv=None):
     return args
 
 
+def close_distributed():
+    """Tear down the process group a launcher opened, once the run has
+    finished on every rank. Left to interpreter exit, gloo's threads can be
+    destroyed un-joined and abort a finished run with SIGABRT ('terminate
+    called without an active exception')."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def load_tool_cfg(config: str,
                   cfg_options: Optional[dict] = None,
                   work_dir: Optional[str] = None,

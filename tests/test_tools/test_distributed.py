@@ -29,8 +29,9 @@ def test_ddp_gradients_on_a_shared_batch_match_single_process(tmp_path):
     assert result['max_rel_err'] < 1e-4
 
 
-def test_two_process_training_with_the_train_tool(tmp_path):
-    """Smoke test: torchrun + tools/train.py on CPUs (gloo)."""
+def test_two_process_training_and_testing_with_the_tools(tmp_path):
+    """Smoke test: torchrun + tools/train.py, then tools/test.py on the
+    checkpoint, on CPUs (gloo); both must exit cleanly."""
     city = write_cityscapes(str(tmp_path / 'city'), n_train=4, n_val=2)
     work = str(tmp_path / 'work')
     log = torchrun(
@@ -44,4 +45,11 @@ def test_two_process_training_with_the_train_tool(tmp_path):
         'model.backbone.solver_cfg.max_iter=2',
         port=29612)
     assert osp.isfile(osp.join(work, 'iter_2.pth'))
+    assert 'mIoU' in log
+    log = torchrun(
+        'tools/test.py', 'configs/demo/mdeq-demo_seg.py',
+        osp.join(work, 'iter_2.pth'), '--launcher', 'pytorch',
+        '--work-dir', str(tmp_path / 'test'), '--cfg-options',
+        f'test_dataloader.dataset.data_root={city}',
+        'test_dataloader.batch_size=1', port=29613)
     assert 'mIoU' in log
