@@ -3,6 +3,7 @@
 import json
 import os
 import os.path as osp
+import socket
 import subprocess
 import sys
 
@@ -11,11 +12,17 @@ from mdeq_mm.utils.demo_data import write_cityscapes
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
-def torchrun(*args, port):
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def torchrun(*args):
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
     res = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         f'--master_port={port}', *args],
+         f'--master_port={free_port()}', *args],
         cwd=ROOT, capture_output=True, text=True, env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return res.stdout + res.stderr
@@ -23,7 +30,7 @@ def torchrun(*args, port):
 
 def test_ddp_gradients_on_a_shared_batch_match_single_process(tmp_path):
     out = tmp_path / 'err.json'
-    torchrun('tests/test_tools/dist_grad_check.py', str(out), port=29611)
+    torchrun('tests/test_tools/dist_grad_check.py', str(out))
     result = json.loads(out.read_text())
     assert result['world'] == 2 and result['n'] > 50
     assert result['max_rel_err'] < 1e-4
@@ -42,8 +49,7 @@ def test_two_process_training_and_testing_with_the_tools(tmp_path):
         'train_dataloader.batch_size=1', 'val_dataloader.batch_size=1',
         'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
         'default_hooks.checkpoint.interval=2',
-        'model.backbone.solver_cfg.max_iter=2',
-        port=29612)
+        'model.backbone.solver_cfg.max_iter=2')
     assert osp.isfile(osp.join(work, 'iter_2.pth'))
     assert 'mIoU' in log
     log = torchrun(
@@ -51,5 +57,5 @@ def test_two_process_training_and_testing_with_the_tools(tmp_path):
         osp.join(work, 'iter_2.pth'), '--launcher', 'pytorch',
         '--work-dir', str(tmp_path / 'test'), '--cfg-options',
         f'test_dataloader.dataset.data_root={city}',
-        'test_dataloader.batch_size=1', port=29613)
+        'test_dataloader.batch_size=1')
     assert 'mIoU' in log
