@@ -1,10 +1,4 @@
-# Training ablation: the weight-tied network unrolled 8 times, trained with
-# ordinary backprop and evaluated unrolled too (no solver anywhere); same
-# optimiser and schedule as the baseline.
-_base_ = ['./_base_demo.py']
-model = dict(
-    backbone=dict(mode='unrolled', unrolled_depth=8, unrolled_eval=True))
-custom_hooks = [
-    dict(type='DEQTelemetryHook', interval=20),
-    dict(type='RunStatsHook', interval=20),
-]
+# Training ablation: as unrolled-2.py with the weight-tied network unrolled
+# 8 times.
+_base_ = ['./unrolled-2.py']
+model = dict(backbone=dict(unrolled_depth=8))
