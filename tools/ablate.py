@@ -74,9 +74,8 @@ def last_val(work_dir):
 
 
 def train(config, work_dir, opts):
-    from mmengine.config import Config
-    iters = Config.fromfile(osp.join(ROOT, config)).train_cfg.max_iters
-    done = osp.isfile(osp.join(work_dir, f'iter_{iters}.pth')) and \
+    from mdeq_mm.utils.tool_cfg import final_checkpoint
+    done = osp.isfile(final_checkpoint(osp.join(ROOT, config), work_dir)) and \
         osp.isfile(osp.join(work_dir, 'run_stats.json'))
     if done:
         print(f'  {config}: done before, reusing {work_dir}')
@@ -93,13 +92,8 @@ def train(config, work_dir, opts):
 
 
 def count_params(config):
-    import mdeq_mm  # noqa: F401
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-    from mmseg.registry import MODELS
-    cfg = Config.fromfile(osp.join(ROOT, config))
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        model = MODELS.build(cfg.model)
+    from tools.analysis._common import build_model, load_cfg
+    model, _ = build_model(load_cfg(osp.join(ROOT, config)))
     return sum(p.numel() for p in model.parameters())
 
 
@@ -119,10 +113,9 @@ def summarize(name, config, work_dir):
 
 def budget_rows(work_dir, opts):
     """The baseline at several evaluation budgets (budget_curve.py)."""
-    from mmengine.config import Config
+    from mdeq_mm.utils.tool_cfg import final_checkpoint
     config = A + 'baseline.py'
-    iters = Config.fromfile(osp.join(ROOT, config)).train_cfg.max_iters
-    ckpt = osp.join(work_dir, f'iter_{iters}.pth')
+    ckpt = final_checkpoint(osp.join(ROOT, config), work_dir)
     out = osp.join(ROOT, work_dir + '_budget.png')
     cmd = [sys.executable, 'tools/analysis/budget_curve.py', config, ckpt,
            '--budgets', *map(str, BUDGETS), '--out', out, '--work-dir',

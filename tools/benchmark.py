@@ -25,17 +25,16 @@ Usage:
 """
 import argparse
 import inspect
-import json
-import os
 import os.path as osp
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mdeq_mm.ops.solvers import broyden  # noqa: E402
-from mdeq_mm.utils.profiling import PeakMemory, run_isolated  # noqa: E402
+from mdeq_mm.utils.profiling import (PeakMemory, run_isolated,  # noqa: E402
+                                     timed)
+from mdeq_mm.utils.tool_cfg import save_results  # noqa: E402
 
 # steps the forward Broyden solve stores: min(budget + 1, its history)
 HISTORY = inspect.signature(broyden).parameters['history'].default
@@ -153,25 +152,16 @@ def run_case(task, model, mode, size, bsz, device, kind, budget, repeat):
             with torch.no_grad():
                 net(x, mode='tensor')
 
-    times = []
     # the peak is taken from before the first step: on CPU, memory freed by
     # a step stays in the process and would hide the next step's peak
     with PeakMemory(device) as mem:
         step()  # warm-up (lazy initialisation), not timed
-        for _ in range(repeat):
-            if device == 'cuda':
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            step()
-            if device == 'cuda':
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t)
+        median = timed(step, device, repeat)
     if model == 'mdeq' and mode != 'unrolled':
         dim = sum(c * (size[0] // s) * (size[1] // s)
                   for c, s in zip((32, 64, 128, 256), (4, 8, 16, 32)))
         history_mb = min(budget + 1, HISTORY) * bsz * dim * 4 / 2**20
     stats = getattr(getattr(net, 'backbone', None), 'last_stats', None)
-    median = sorted(times)[len(times) // 2]
     return dict(task=task, model=model, mode=mode, size=list(size), bsz=bsz,
                 kind=kind, budget=budget, time_s=median,
                 peak_mb=mem.delta / 2**20, history_mb=history_mb,
@@ -179,8 +169,7 @@ def run_case(task, model, mode, size, bsz, device, kind, budget, repeat):
 
 
 def label(r):
-    name = 'HRNet-W18' if r['model'] == 'hrnet' else f"MDEQ-Small {r['mode']}"
-    return name
+    return 'HRNet-W18' if r['model'] == 'hrnet' else f"MDEQ-Small {r['mode']}"
 
 
 def main():
@@ -264,11 +253,7 @@ def main():
     m40 = mem[(40, 'ift')]['peak_mb'] - mem[(40, 'ift')]['history_mb']
     print(f'- implicit memory at budget 40 / at 10, history excluded: '
           f'{m40 / m10:.2f} (target <= 1.1)')
-    os.makedirs(args.out_dir, exist_ok=True)
-    with open(osp.join(args.out_dir, 'benchmark.json'), 'w') as f:
-        json.dump(rows, f, indent=1)
-    plot(rows, osp.join(args.out_dir, 'benchmark.png'))
-    print(f'\nwrote {args.out_dir}/benchmark.json and benchmark.png')
+    save_results(rows, osp.join(args.out_dir, 'benchmark.png'), plot)
 
 
 def plot(rows, path):

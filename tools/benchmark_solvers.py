@@ -17,8 +17,6 @@ Usage:
         [--device cpu] [--out-dir work_dirs/benchmarks/solvers]
 """
 import argparse
-import json
-import os
 import os.path as osp
 import sys
 import time
@@ -29,6 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mdeq_mm.ops import solve  # noqa: E402
 from mdeq_mm.utils.profiling import PeakMemory, run_isolated  # noqa: E402
+from mdeq_mm.utils.tool_cfg import save_results  # noqa: E402
 
 TOL = 1e-3
 # (implementation, solver, options): our Broyden by default (16-step memory,
@@ -220,11 +219,7 @@ def main():
         print(f"| {r['problem']} | {r['dim']:,} | {r['impl']} {r['solver']}"
               f" | {nfev} | {r['rel']:.2e} | {r['time']:.3f} | "
               f"{r['mem_mb']:.1f} | {r['overhead']:.3f} |")
-    os.makedirs(args.out_dir, exist_ok=True)
-    with open(osp.join(args.out_dir, 'solvers.json'), 'w') as f:
-        json.dump(rows, f, indent=1)
-    plot(rows, osp.join(args.out_dir, 'solvers.png'))
-    print(f'\nwrote {args.out_dir}/solvers.json and solvers.png')
+    save_results(rows, osp.join(args.out_dir, 'solvers.png'), plot)
 
 
 if __name__ == '__main__':

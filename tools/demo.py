@@ -46,13 +46,9 @@ def main():
     print(f'demo data: {city} (Cityscapes layout), {imnet} (ImageNet '
           'layout)')
     wd = args.work_dir
-    from mmengine.config import Config
-
-    def last_ckpt(config, work_dir):
-        iters = Config.fromfile(osp.join(ROOT, config)).train_cfg.max_iters
-        return osp.join(work_dir, f'iter_{iters}.pth')
-
-    cls_ckpt = last_ckpt('configs/demo/mdeq-demo_cls.py', osp.join(wd, 'cls'))
+    from mdeq_mm.utils.tool_cfg import final_checkpoint
+    cls_ckpt = final_checkpoint(
+        osp.join(ROOT, 'configs/demo/mdeq-demo_cls.py'), osp.join(wd, 'cls'))
     seg_data = [
         f'train_dataloader.dataset.data_root={city}',
         f'val_dataloader.dataset.data_root={city}',
@@ -70,8 +66,9 @@ def main():
         'tools/train.py', 'configs/demo/mdeq-demo_seg_finetune.py',
         '--work-dir', osp.join(wd, 'seg_finetune'), '--cfg-options'
     ] + seg_data + pre)
-    seg_ckpt = last_ckpt('configs/demo/mdeq-demo_seg_finetune.py',
-                         osp.join(wd, 'seg_finetune'))
+    seg_ckpt = final_checkpoint(
+        osp.join(ROOT, 'configs/demo/mdeq-demo_seg_finetune.py'),
+        osp.join(wd, 'seg_finetune'))
     pred_dir = osp.join(wd, 'seg_finetune', 'pred')
     run('3/4 test with prediction PNGs', [
         'tools/test.py', 'configs/demo/mdeq-demo_seg_finetune.py', seg_ckpt,

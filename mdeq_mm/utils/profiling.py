@@ -9,6 +9,7 @@ own process (:func:`run_isolated`) so that earlier cases do not leave freed
 memory behind that later ones reuse.
 """
 import multiprocessing as mp
+import time
 from typing import Any, Callable, Dict
 
 import torch
@@ -57,6 +58,22 @@ class PeakMemory:
             torch.cuda.synchronize()
         self.delta = max(0, peak_memory_bytes(self.cuda) - self.base)
         return False
+
+
+def timed(fn: Callable, device, repeat: int = 1) -> float:
+    """Median wall time of ``repeat`` calls of ``fn()`` in seconds
+    (synchronising CUDA around each)."""
+    cuda = torch.device(device).type == 'cuda'
+    times = []
+    for _ in range(repeat):
+        if cuda:
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
 
 
 def run_isolated(target: Callable[..., Dict[str, Any]],

@@ -1,8 +1,10 @@
 # Copyright (c) mdeq_mm authors. All rights reserved.
-"""Config handling shared by tools/train.py and tools/test.py."""
+"""Shared by the tools: launcher arguments, config handling, checkpoint
+names and result files."""
+import json
 import os
 import os.path as osp
-from typing import Optional
+from typing import Callable, Optional
 
 
 def parse_with_launcher(parser, argv=None):
@@ -59,3 +61,23 @@ def load_tool_cfg(config: str,
             loader['persistent_workers'] = False
     setup_cpu_distributed(cfg)
     return cfg
+
+
+def final_checkpoint(config: str, work_dir: str) -> str:
+    """The checkpoint an iteration-based run of ``config`` ends with:
+    ``work_dir/iter_<max_iters>.pth``."""
+    from mmengine.config import Config
+    iters = Config.fromfile(config).train_cfg.max_iters
+    return osp.join(work_dir, f'iter_{iters}.pth')
+
+
+def save_results(data, png_path: str, plot: Callable) -> None:
+    """Save ``data`` as JSON (first, so a failing plot loses nothing) and
+    draw ``plot(data, png_path)`` beside it (same stem), creating the
+    folder."""
+    os.makedirs(osp.dirname(osp.abspath(png_path)), exist_ok=True)
+    json_path = osp.splitext(png_path)[0] + '.json'
+    with open(json_path, 'w') as f:
+        json.dump(data, f, indent=1)
+    plot(data, png_path)
+    print(f'\nwrote {json_path} and {png_path}')

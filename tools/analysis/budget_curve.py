@@ -11,8 +11,6 @@ Usage:
         [--work-dir DIR] [--cfg-options k=v ...]
 """
 import argparse
-import json
-import os
 import os.path as osp
 import sys
 
@@ -34,7 +32,7 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     from mdeq_mm.engine import find_mdeq_backbone
-    from mdeq_mm.utils.tool_cfg import load_tool_cfg
+    from mdeq_mm.utils.tool_cfg import load_tool_cfg, save_results
     cfg = load_tool_cfg(args.config, args.cfg_options, args.work_dir)
     cfg.load_from = args.checkpoint
     runner = Runner.from_cfg(cfg)
@@ -54,11 +52,7 @@ def main(argv=None):
     for r in rows:
         print(f"| {r['budget']} | {r['value']:.2f} | "
               f"{r['rel_residual']:.2e} |")
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    plot(rows, args.out)
-    with open(osp.splitext(args.out)[0] + '.json', 'w') as f:
-        json.dump(rows, f, indent=1)
-    print(f'wrote {args.out}')
+    save_results(rows, args.out, plot)
     return rows
 
 

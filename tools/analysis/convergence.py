@@ -14,8 +14,6 @@ Usage:
         [--cfg-options k=v ...]
 """
 import argparse
-import json
-import os
 import os.path as osp
 import sys
 
@@ -66,6 +64,7 @@ def main(argv=None):
     parser.add_argument('--out', default='convergence.png')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
+    from mdeq_mm.utils.tool_cfg import save_results
     cfg = load_cfg(args.config, args.cfg_options)
     model, scope = build_model(cfg, args.checkpoint)
     inputs, samples = val_batch(cfg, model, scope, args.images)
@@ -83,11 +82,7 @@ def main(argv=None):
         print(f'| {s} | {f[1]:.2e} / {f[min(5, len(f) - 1)]:.2e} / '
               f'{f[-1]:.2e} | {scales} | {b[1]:.2e} / '
               f'{b[min(5, len(b) - 1)]:.2e} / {b[-1]:.2e} |')
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    plot(result, args.out)
-    with open(osp.splitext(args.out)[0] + '.json', 'w') as f:
-        json.dump(result, f)
-    print(f'wrote {args.out}')
+    save_results(result, args.out, plot)
     return result
 
 
