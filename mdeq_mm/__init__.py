@@ -7,9 +7,11 @@ and the checkpoint-loading fix for torch >= 2.6 (see
 :mod:`mdeq_mm.utils.checkpoint`).
 """
 from .utils.checkpoint import allow_mmengine_checkpoints  # noqa: I001
-from . import engine, models, ops
+from . import datasets, engine, models, ops
 from .version import __version__, version_info
 
 allow_mmengine_checkpoints()
 
-__all__ = ['engine', 'models', 'ops', '__version__', 'version_info']
+__all__ = [
+    'datasets', 'engine', 'models', 'ops', '__version__', 'version_info'
+]

@@ -29,3 +29,29 @@ def cls_batch(n=4, size=32, num_classes=3, seed=0):
         data_samples=[
             DataSample().set_gt_label(i % num_classes) for i in range(n)
         ])
+
+
+def run_tool(name, *args, ok=True, timeout=900):
+    """Run ``tools/<name>.py`` in a fresh process from the repository root;
+    return its combined output (asserting success unless ``ok=False``)."""
+    import os.path as osp
+    import subprocess
+    import sys
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    res = subprocess.run([sys.executable, f'tools/{name}.py', *args],
+                         cwd=root, capture_output=True, text=True,
+                         timeout=timeout)
+    out = res.stdout + res.stderr
+    if ok:
+        assert res.returncode == 0, out[-4000:]
+    return (out, res.returncode) if not ok else out
+
+
+def cityscapes_train_ids(root, **kwargs):
+    """Write data as the Cityscapes download holds it under ``root``, then
+    convert its label ids to train ids like the converter tool does."""
+    from mdeq_mm.datasets import convert_cityscapes
+    from mdeq_mm.datasets.demo_data import write_cityscapes
+    write_cityscapes(str(root), **kwargs)
+    convert_cityscapes(str(root))
+    return str(root)

@@ -36,7 +36,7 @@ def main():
                         help='only pretrain, fine-tune and test')
     args = parser.parse_args()
     start = time.time()
-    from mdeq_mm.utils.demo_data import write_cityscapes, write_imagenet
+    from mdeq_mm.datasets.demo_data import write_cityscapes, write_imagenet
     city = osp.join(args.data_root, 'cityscapes')
     imnet = osp.join(args.data_root, 'imagenet')
     if not osp.isdir(osp.join(ROOT, city, 'gtFine')):

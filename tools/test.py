@@ -86,15 +86,16 @@ def build_cfg(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mdeq_mm.datasets import DatasetLayoutError
+    from mdeq_mm.datasets import data_error_message
     try:
         cfg = build_cfg(args)
-    except DatasetLayoutError as e:
-        raise SystemExit(f'Dataset error: {e}')
-    from mmengine.runner import Runner
-
+        from mmengine.runner import Runner
+        metrics = Runner.from_cfg(cfg).test()
+    except (FileNotFoundError, ValueError) as e:
+        if data_error_message(e) is None:
+            raise
+        raise SystemExit(f'Dataset error: {data_error_message(e)}')
     from mdeq_mm.utils.tool_cfg import close_distributed
-    metrics = Runner.from_cfg(cfg).test()
     close_distributed()
     return metrics
 

@@ -75,11 +75,13 @@ def build_cfg(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mdeq_mm.datasets import DatasetLayoutError
+    from mdeq_mm.datasets import data_error_message
     try:
         cfg = build_cfg(args)
-    except DatasetLayoutError as e:
-        raise SystemExit(f'Dataset error: {e}')
+    except (FileNotFoundError, ValueError) as e:
+        if data_error_message(e) is None:
+            raise
+        raise SystemExit(f'Dataset error: {data_error_message(e)}')
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
@@ -88,7 +90,7 @@ def main(argv=None):
               RUNNERS.build(cfg))
     try:
         runner.train()
-    except BaseException:
+    except BaseException as e:
         # Never lose the progress of a run that dies (diverged solver,
         # Ctrl-C, out of memory): save where it stopped, then re-raise.
         if runner.iter > 0 and runner.rank == 0:
@@ -99,6 +101,8 @@ def main(argv=None):
                 f'training stopped at iteration {runner.iter}; saved '
                 f'{osp.join(runner.work_dir, name)} (resume with --resume '
                 f'{osp.join(runner.work_dir, name)})')
+        if data_error_message(e) is not None:
+            raise SystemExit(f'Dataset error: {data_error_message(e)}')
         raise
     close_distributed()
     return runner

@@ -1,5 +1,6 @@
 # Demo: pretrain a narrow MDEQ (channels 16-128) on the synthetic
-# ImageNet-layout data (4 classes, 64x64) made by tools/demo.py, on CPU.
+# ImageNet-layout data (4 classes, 64x64; train in class folders, val flat
+# with meta/val.txt as ImageNet ships it) made by tools/demo.py, on CPU.
 # Unrolled warm-up for the first half, then implicit (Broyden) training.
 _base_ = ['mmpretrain::_base_/default_runtime.py']
 custom_imports = dict(imports=['mdeq_mm'], allow_failed_imports=False)
@@ -32,11 +33,14 @@ model = dict(
         type='LinearClsHead', num_classes=4, in_channels=256,
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0), topk=(1, )))
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadImageFromFile'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
-test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
+test_pipeline = [
+    dict(type='CheckedLoadImageFromFile'),
+    dict(type='PackInputs')
+]
 train_dataloader = dict(
     batch_size=16,
     num_workers=0,
@@ -50,7 +54,8 @@ val_dataloader = dict(
     persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type='CustomDataset', data_root=data_root,
-                 data_prefix='val', pipeline=test_pipeline))
+                 data_prefix='val', ann_file='meta/val.txt',
+                 pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_evaluator = val_evaluator

@@ -1,5 +1,7 @@
 # Demo: MDEQ segmentation on the synthetic Cityscapes-layout street scenes
-# (64x128, 6 of the 19 classes) made by tools/demo.py, on CPU, from scratch.
+# (64x128, 6 of the 19 classes and void regions, label ids converted to
+# train ids by tools/dataset_converters/cityscapes.py) made by
+# tools/demo.py, on CPU, from scratch.
 # See mdeq-demo_seg_finetune.py / _frozen.py for the transfer variants.
 _base_ = ['mmseg::_base_/default_runtime.py']
 custom_imports = dict(imports=['mdeq_mm'], allow_failed_imports=False)
@@ -15,7 +17,8 @@ model = dict(
         bgr_to_rgb=True,
         pad_val=0,
         seg_pad_val=255,
-        size_divisor=32),
+        size_divisor=32,
+        test_cfg=dict(size_divisor=32)),
     pretrained=None,
     backbone=dict(
         type='MDEQ',
@@ -31,19 +34,19 @@ model = dict(
         in_channels=[16, 32, 64, 128],
         num_classes=19,
         norm_cfg=norm_cfg,
-        loss_decode=dict(
-            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+        # the mean over labelled pixels (void pixels are ignored)
+        loss_decode=dict(type='WeightedCrossEntropyLoss', loss_weight=1.0)),
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
+    dict(type='CheckedLoadImageFromFile'),
+    dict(type='CheckedLoadAnnotations', num_classes=19),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackSegInputs')
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
+    dict(type='CheckedLoadImageFromFile'),
+    dict(type='CheckedLoadAnnotations', num_classes=19),
     dict(type='PackSegInputs')
 ]
 train_dataloader = dict(

@@ -1,8 +1,14 @@
 # Copyright (c) mdeq_mm authors. All rights reserved.
-from .checks import DatasetLayoutError, check_dataset_cfg, check_datasets
-from .cityscapes_labels import LABEL_ID_TO_TRAIN_ID, label_ids_to_train_ids
+"""Dataset checks, Cityscapes label conversion, checked loading transforms
+and the demo-data generator."""
+from .checks import (DataFileError, DatasetLayoutError, check_dataset_cfg,
+                     check_datasets, data_error_message)
+from .cityscapes_labels import (LABEL_ID_TO_TRAIN_ID, convert_cityscapes,
+                                label_ids_to_train_ids)
+from .transforms import CheckedLoadImageFromFile  # noqa: F401 (registers)
 
 __all__ = [
-    'DatasetLayoutError', 'check_dataset_cfg', 'check_datasets',
-    'LABEL_ID_TO_TRAIN_ID', 'label_ids_to_train_ids'
+    'DataFileError', 'DatasetLayoutError', 'check_dataset_cfg',
+    'check_datasets', 'data_error_message', 'LABEL_ID_TO_TRAIN_ID',
+    'convert_cityscapes', 'label_ids_to_train_ids'
 ]

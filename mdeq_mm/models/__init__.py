@@ -15,9 +15,13 @@ __all__ = [
 
 if importlib.util.find_spec('mmseg') is not None:
     from .decode_heads import MDEQHead  # noqa: F401
+    from .losses import WeightedCrossEntropyLoss  # noqa: F401
     from .necks import MDEQFuseNeck  # noqa: F401
     from .regularized import DEQEncoderDecoder  # noqa: F401
-    __all__ += ['MDEQHead', 'MDEQFuseNeck', 'DEQEncoderDecoder']
+    __all__ += [
+        'MDEQHead', 'MDEQFuseNeck', 'DEQEncoderDecoder',
+        'WeightedCrossEntropyLoss'
+    ]
 if importlib.util.find_spec('mmpretrain') is not None:
     from .necks import MDEQClsNeck  # noqa: F401
     from .regularized import DEQImageClassifier  # noqa: F401

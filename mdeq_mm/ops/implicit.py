@@ -13,8 +13,8 @@ gradients by one of three strategies:
   parameter copies, no re-evaluation of f). Autograd then carries w through
   the same application to the parameters and the injection. If the backward
   solve never improves on its start (w = 0) or returns a non-finite value, the
-  affected samples fall back to the one-step (phantom, k=1) gradient w = g,
-  with a warning, and the fallback is counted in the statistics.
+  affected samples fall back to the one-step (phantom, k=1) gradient w = g;
+  the fallback is counted in the statistics (and warned about once).
 * ``'phantom'``: k damped steps z ← (1 − tau) z + tau f(z) from z*, tracked;
   k = 1 with tau = 1 is the Jacobian-free one-step gradient.
 * ``'unrolled'``: f applied ``depth`` times from the initial state with
@@ -154,11 +154,14 @@ class _AdjointSolve(torch.autograd.Function):
         failed |= ~torch.isfinite(w).all(1)
         n_failed = int(failed.sum())
         if n_failed:
+            # one constant message: Python shows it once per process; the
+            # counts are in the statistics (DEQTelemetryHook logs them)
             warnings.warn(
-                f'DEQ backward solve did not improve on its start for '
-                f'{n_failed}/{g.shape[0]} sample(s); using the one-step '
-                '(phantom) gradient for them. Consider a warm-up phase, a '
-                'larger backward budget or Jacobian regularisation.')
+                'DEQ backward solve did not improve on its start for some '
+                'samples; they use the one-step (phantom) gradient. Counts: '
+                'DEQStats.fallback, logged as deq/bwd_fallback by '
+                'DEQTelemetryHook. Consider a warm-up phase, a larger '
+                'backward budget or Jacobian regularisation.')
             w = torch.where(failed[:, None], g.to(dtype), w)
         ctx.stats.backward = bstats
         ctx.stats.fallback = n_failed

@@ -50,6 +50,9 @@ def load_tool_cfg(config: str,
     cfg.launcher = launcher
     if cfg_options is not None:
         cfg.merge_from_dict(cfg_options)
+        if 'custom_imports' in cfg:  # Config.fromfile imported the file's
+            from mmengine.utils import import_modules_from_strings
+            import_modules_from_strings(**cfg['custom_imports'])
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir', None) is None:

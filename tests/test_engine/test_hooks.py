@@ -62,13 +62,14 @@ def tiny_runner(work_dir, model, hooks, iters):
 
 
 def test_warmup_switch_and_telemetry_under_a_runner(tmp_path):
-    recorder = Record(lambda backbone: backbone.last_stats.mode)
+    recorder = Record(lambda backbone: (backbone.last_stats.mode,
+                                        backbone.last_stats.fallback))
     runner = tiny_runner(tmp_path, TinyDEQNet(), [
         dict(type='DEQWarmupHook', warmup_iters=3),
         dict(type='DEQTelemetryHook'), recorder
     ], 5)
     runner.train()
-    assert recorder.rows == ['unrolled'] * 3 + ['ift'] * 2
+    assert [m for m, _ in recorder.rows] == ['unrolled'] * 3 + ['ift'] * 2
     hub = runner.message_hub
     # unrolled iterations pushed nfev_tracked = depth, implicit ones 1
     tracked = hub.get_scalar('train/deq/nfev_tracked').data[0].tolist()
@@ -76,7 +77,9 @@ def test_warmup_switch_and_telemetry_under_a_runner(tmp_path):
     assert hub.get_scalar('train/deq/fwd_nfev').current() == 4
     assert hub.get_scalar('train/deq/bwd_nfev').current() >= 1
     assert 'train/deq/fwd_rel_residual_s1' in hub.log_scalars
-    assert hub.get_scalar('train/deq/bwd_fallback').current() == 0
+    # the running total of fallbacks
+    assert hub.get_scalar('train/deq/bwd_fallback').current() == sum(
+        n for _, n in recorder.rows)
     # evaluation always solves, whatever the training mode
     backbone = find_mdeq_backbone(runner.model)
     backbone.mode = 'unrolled'
@@ -113,3 +116,27 @@ def test_jacobian_schedule_follows_the_reference(tmp_path):
     with pytest.raises(ValueError, match='jac_loss'):
         tiny_runner(tmp_path / 'b', TinyDEQNet(),
                     [dict(type='DEQJacobianScheduleHook')], 1).train()
+
+
+def test_backward_fallbacks_are_totalled_and_logged_once_per_interval(
+        tmp_path):
+    """A backward solve with no iterations never improves on w = 0: every
+    sample falls back. The hook keeps running totals and logs them through
+    the logger once per interval (not a warning per batch)."""
+    net = TinyDEQNet()
+    net.backbone.deq.set_grad(
+        'ift', dict(solver='fixed_point', solver_cfg=dict(max_iter=0,
+                                                          tol=0)))
+    runner = tiny_runner(tmp_path, net,
+                         [dict(type='DEQTelemetryHook', interval=2)], 5)
+    runner.train()
+    hub = runner.message_hub
+    totals = hub.get_scalar('train/deq/bwd_fallback').data[0].tolist()
+    assert totals == [4, 8, 10]  # after iterations 2, 4 and the last (5)
+    # (Runners created in the same second share one logger and its file)
+    log = open(next(h.baseFilename for h in runner.logger.handlers
+                    if hasattr(h, 'baseFilename'))).read()
+    reports = [line for line in log.splitlines()
+               if 'fell back to the one-step gradient' in line]
+    assert len(reports) == 3
+    assert '10 of 10 so far' in reports[-1]

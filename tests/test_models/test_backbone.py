@@ -185,16 +185,22 @@ def test_unrolled_training_mode_applies_f_depth_times():
     assert model.last_stats.nfev_tracked == 3
 
 
-def test_input_size_not_divisible_gives_a_clear_error_or_is_padded():
-    model = MDEQ('small', **FAST).eval()
+def test_input_size_not_divisible_is_padded_or_gives_a_clear_error():
+    strict = MDEQ('small', pad_input=False, **FAST).eval()
     with pytest.raises(ValueError, match='size_divisor=32'):
-        model(torch.randn(1, 3, 70, 64))
-    padded = MDEQ('small', pad_input=True, **FAST).eval()
-    padded.load_state_dict(model.state_dict())
+        strict(torch.randn(1, 3, 70, 64))
+    padded = MDEQ('small', **FAST).eval()  # the default pads
+    padded.load_state_dict(strict.state_dict())
+    x = torch.randn(1, 3, 70, 100)
     with torch.no_grad():
-        outs = padded(torch.randn(1, 3, 70, 100))
+        outs = padded(x)
+        # the same as zero-padding the (normalised) image to 96x128
+        ref = strict(torch.nn.functional.pad(x, (0, 28, 0, 26)))
     assert [o.shape[-2:] for o in outs] == [(18, 25), (9, 13), (5, 7),
                                             (3, 4)]
+    for o, r in zip(outs, ref):
+        h, w = o.shape[-2:]
+        torch.testing.assert_close(o, r[..., :h, :w])
 
 
 def test_frozen_backbone_computes_no_gradients_and_keeps_norms_in_eval():

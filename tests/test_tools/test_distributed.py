@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 
-from mdeq_mm.utils.demo_data import write_cityscapes
+from tests.helpers import cityscapes_train_ids
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -39,7 +39,7 @@ def test_ddp_gradients_on_a_shared_batch_match_single_process(tmp_path):
 def test_two_process_training_and_testing_with_the_tools(tmp_path):
     """Smoke test: torchrun + tools/train.py, then tools/test.py on the
     checkpoint, on CPUs (gloo); both must exit cleanly."""
-    city = write_cityscapes(str(tmp_path / 'city'), n_train=4, n_val=2)
+    city = cityscapes_train_ids(tmp_path / 'city', n_train=4, n_val=2)
     work = str(tmp_path / 'work')
     log = torchrun(
         'tools/train.py', 'configs/demo/mdeq-demo_seg.py', '--launcher',

@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from mdeq_mm.utils.demo_data import write_cityscapes, write_imagenet
-
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SEG = 'configs/demo/mdeq-demo_seg.py'
 CLS = 'configs/demo/mdeq-demo_cls.py'
@@ -42,11 +40,8 @@ def seg_opts(root, iters=4, warmup=2, extra=()):
 
 
 @pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp('data')
-    city = write_cityscapes(str(root / 'cityscapes'), n_train=6, n_val=3)
-    imnet = write_imagenet(str(root / 'imagenet'), n_train=3, n_val=2)
-    return dict(city=city, imnet=imnet)
+def data(cityscapes, imagenet):
+    return dict(city=cityscapes, imnet=imagenet)
 
 
 @pytest.fixture(scope='module')

@@ -8,8 +8,12 @@ data_preprocessor = dict(
     bgr_to_rgb=True,
     pad_val=0,
     seg_pad_val=255,
-    size_divisor=32)  # MDEQ needs multiples of 2^(2 + 4 - 1)
-# class weights of the reference's weighted cross-entropy
+    size_divisor=32,  # MDEQ needs multiples of 2^(2 + 4 - 1)
+    # test images of any size: pad to a multiple of 32, crop the logits back
+    test_cfg=dict(size_divisor=32))
+# class weights of the reference's weighted cross-entropy (mdeq_mm's loss:
+# mmseg 1.2.2's CrossEntropyLoss with class_weight crashes on the ignore
+# label 255 of void and padded pixels)
 class_weight = [
     0.8373, 0.918, 0.866, 1.0345, 1.0166, 0.9969, 0.9754, 1.0489, 0.8786,
     1.0023, 0.9539, 0.9843, 1.1116, 0.9037, 1.0865, 1.0955, 1.0865, 1.1529,
@@ -38,8 +42,7 @@ model = dict(
         norm_cfg=norm_cfg,
         align_corners=True,
         loss_decode=dict(
-            type='CrossEntropyLoss',
-            use_sigmoid=False,
+            type='WeightedCrossEntropyLoss',
             loss_weight=1.0,
             class_weight=class_weight)),
     train_cfg=dict(),

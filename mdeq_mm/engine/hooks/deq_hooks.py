@@ -121,8 +121,11 @@ class DEQTelemetryHook(Hook):
 
     Scalars, under ``train/deq/`` and ``val/deq/``: forward relative and
     absolute residual, evaluations, lowest step, converged fraction,
-    per-scale relative residuals, backward residual and evaluations,
-    fallbacks to the one-step gradient, and the tracked f applications.
+    per-scale relative residuals, backward residual and evaluations, the
+    tracked f applications, and ``bwd_fallback``: the running total of
+    samples whose backward solve failed and used the one-step gradient.
+    Fallbacks are counted in every iteration and reported through the
+    logger at most once per ``interval`` (with the totals so far).
 
     Args:
         interval (int): push every ``interval`` training iterations (the
@@ -134,18 +137,40 @@ class DEQTelemetryHook(Hook):
 
     def __init__(self, interval: int = 1):
         self.interval = interval
+        self.fallback_total = 0  # samples, since this process started
+        self.fallback_window = 0  # samples, since the last report
+        self.backward_total = 0  # samples with a backward solve
 
     def _push(self, runner, prefix: str) -> None:
         stats = find_mdeq_backbone(runner.model).last_stats
         if stats is None:
             return
-        for key, value in stats.summary().items():
+        scalars = stats.summary()
+        if 'bwd_fallback' in scalars:  # the running total, not this batch's
+            scalars['bwd_fallback'] = float(self.fallback_total)
+        for key, value in scalars.items():
             runner.message_hub.update_scalar(f'{prefix}/deq/{key}', value)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
-        if self.every_n_train_iters(runner, self.interval):
-            self._push(runner, 'train')
+        stats = find_mdeq_backbone(runner.model).last_stats
+        if stats is not None and stats.backward is not None:
+            self.fallback_total += stats.fallback
+            self.fallback_window += stats.fallback
+            self.backward_total += stats.backward.nfev.shape[0]
+        if not (self.every_n_train_iters(runner, self.interval)
+                or self.is_last_train_iter(runner)):
+            return
+        self._push(runner, 'train')
+        if self.fallback_window:
+            runner.logger.warning(
+                f'DEQ backward solve: {self.fallback_window} sample(s) in '
+                f'the last {self.interval} iteration(s) fell back to the '
+                'one-step gradient (their solve did not improve on its '
+                f'start); {self.fallback_total} of {self.backward_total} '
+                'so far. Consider a longer unrolled warm-up, a larger '
+                'backward budget or a Jacobian loss.')
+            self.fallback_window = 0
 
     def after_val_iter(self, runner, batch_idx, data_batch=None,
                        outputs=None) -> None:

@@ -124,7 +124,9 @@ class MDEQ(BaseModule):
             :class:`~mdeq_mm.ops.ImplicitLayer`).
         pad_input (bool): pad inputs whose size is not a multiple of
             2^(downsample_times + n − 1) with zeros (bottom/right) and crop
-            the outputs back; False raises a clear error instead.
+            the outputs back, like a padded input image (default, so that
+            configs written for HRNet, which takes any size, work
+            unchanged); False raises a clear error instead.
         frozen (bool): freeze all weights, keep norms in eval mode and skip
             every gradient computation (transfer evaluation).
         post_gn_affine (bool): affine post-fusion GroupNorm (False for the
@@ -162,7 +164,7 @@ class MDEQ(BaseModule):
                  grad_cfg: dict = dict(
                      solver='broyden',
                      solver_cfg=dict(max_iter=30, tol=1e-4, stop_mode='rel')),
-                 pad_input: bool = False,
+                 pad_input: bool = True,
                  frozen: bool = False,
                  post_gn_affine: bool = True,
                  inject: str = 'highest',

@@ -1,0 +1,47 @@
+# Copyright (c) mdeq_mm authors. All rights reserved.
+"""Shared fixtures: small datasets in the formats users have them.
+
+* ``cityscapes``: the official download's layout and files (label ids with
+  void regions, instance ids, colour maps), converted to train ids by the
+  project's converter, as a user would.
+* ``imagenet``: train in class folders (with a grayscale JPEG, a CMYK JPEG
+  and a PNG named .JPEG) plus ``meta/train.txt``; val flat with
+  ``meta/val.txt``. ``imagenet_folders``: the same with val in class
+  folders.
+* ``cifar10``: CIFAR-10's python pickle batches.
+
+Tests marked ``slow`` run real tool processes; ``pytest -m 'not slow'``
+skips them for a quick local run.
+"""
+import pytest
+
+from mdeq_mm.datasets.demo_data import write_cifar10, write_imagenet
+from tests.helpers import cityscapes_train_ids
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'slow: runs tool subprocesses (skip: -m "not slow")')
+
+
+@pytest.fixture(scope='session')
+def cityscapes(tmp_path_factory):
+    return cityscapes_train_ids(tmp_path_factory.mktemp('cityscapes'),
+                                n_train=6, n_val=3)
+
+
+@pytest.fixture(scope='session')
+def imagenet(tmp_path_factory):
+    return write_imagenet(str(tmp_path_factory.mktemp('imagenet')),
+                          n_train=3, n_val=2, val_layout='flat')
+
+
+@pytest.fixture(scope='session')
+def imagenet_folders(tmp_path_factory):
+    return write_imagenet(str(tmp_path_factory.mktemp('imagenet_folders')),
+                          n_train=3, n_val=2, val_layout='folders')
+
+
+@pytest.fixture(scope='session')
+def cifar10(tmp_path_factory):
+    return write_cifar10(str(tmp_path_factory.mktemp('cifar10')))
