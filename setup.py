@@ -4,8 +4,11 @@
 Requirements are parsed from ``requirements/*.txt``. torch is deliberately
 not pinned: users bring the build that matches their CUDA.
 """
+import os
 import os.path as osp
 import re
+import shutil
+import sys
 
 from setuptools import find_packages, setup
 
@@ -52,7 +55,39 @@ def parse_requirements(fname, with_version=True):
     return reqs
 
 
+def add_mim_extension():
+    """Put ``configs/``, ``tools/`` and ``model-index.yml`` under
+    ``mdeq_mm/.mim/`` as mmsegmentation and mmpretrain do: copied when a
+    wheel or sdist is built, linked for an editable install, so that an
+    installed package finds its configs (:func:`mdeq_mm.utils.config_path`)
+    and MIM its model index."""
+    if {'develop', 'editable_wheel'} & set(sys.argv):
+        mode = 'symlink'
+    elif {'sdist', 'bdist_wheel', 'build', 'build_py'} & set(sys.argv):
+        mode = 'copy'
+    else:
+        return
+    mim = osp.join(HERE, 'mdeq_mm', '.mim')
+    os.makedirs(mim, exist_ok=True)
+    for name in ('configs', 'tools', 'model-index.yml'):
+        src, dst = osp.join(HERE, name), osp.join(mim, name)
+        if not osp.exists(src):
+            continue
+        if osp.islink(dst) or osp.isfile(dst):
+            os.remove(dst)
+        elif osp.isdir(dst):
+            shutil.rmtree(dst)
+        if mode == 'symlink':
+            os.symlink(osp.relpath(src, mim), dst)
+        elif osp.isdir(src):
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns(
+                '__pycache__', '*.pyc'))
+        else:
+            shutil.copyfile(src, dst)
+
+
 if __name__ == '__main__':
+    add_mim_extension()
     tests = parse_requirements('requirements/tests.txt')
     optional = parse_requirements('requirements/optional.txt')
     mim = parse_requirements('requirements/mminstall.txt')
@@ -65,8 +100,9 @@ if __name__ == '__main__':
         long_description_content_type='text/markdown',
         keywords='deep equilibrium models, implicit layers, segmentation, '
         'classification, openmmlab',
-        packages=find_packages(
-            exclude=('configs', 'tools', 'demo', 'tests', 'tests.*')),
+        packages=find_packages(exclude=('configs', 'configs.*', 'tools',
+                                        'tools.*', 'demo', 'tests',
+                                        'tests.*')),
         include_package_data=True,
         python_requires='>=3.8',
         classifiers=[

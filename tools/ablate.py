@@ -198,10 +198,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     os.makedirs(osp.join(ROOT, args.work_dir), exist_ok=True)
     if args.data_root is None:
+        from mdeq_mm.datasets import convert_cityscapes
         from mdeq_mm.datasets.demo_data import write_cityscapes
         root = 'data/demo/cityscapes'
         if not osp.isdir(osp.join(ROOT, root, 'gtFine')):
             write_cityscapes(osp.join(ROOT, root))
+            convert_cityscapes(osp.join(ROOT, root))
         args.data_root = root
     opts = data_opts(args.data_root) + list(args.cfg_options)
     groups = list(GROUPS) + ['budget'] if args.group == 'all' else [

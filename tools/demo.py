@@ -10,6 +10,7 @@ Usage:
         [--skip-transfer]
 """
 import argparse
+import glob
 import json
 import os
 import os.path as osp
@@ -40,11 +41,16 @@ def main():
     city = osp.join(args.data_root, 'cityscapes')
     imnet = osp.join(args.data_root, 'imagenet')
     if not osp.isdir(osp.join(ROOT, city, 'gtFine')):
+        # as the official download holds it: label ids, void classes
         write_cityscapes(osp.join(ROOT, city))
+    if not glob.glob(osp.join(ROOT, city, 'gtFine', '*', '*',
+                              '*_labelTrainIds.png')):
+        run('0/4 label ids -> train ids (as for the real Cityscapes)',
+            ['tools/dataset_converters/cityscapes.py', city])
     if not osp.isdir(osp.join(ROOT, imnet, 'train')):
         write_imagenet(osp.join(ROOT, imnet))
-    print(f'demo data: {city} (Cityscapes layout), {imnet} (ImageNet '
-          'layout)')
+    print(f'demo data: {city} (Cityscapes download layout, converted), '
+          f'{imnet} (ImageNet layout, flat val with meta/val.txt)')
     wd = args.work_dir
     from mdeq_mm.utils.tool_cfg import final_checkpoint
     cls_ckpt = final_checkpoint(

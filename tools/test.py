@@ -41,6 +41,10 @@ def build_cfg(args):
     from mdeq_mm.utils.tool_cfg import load_tool_cfg
     cfg = load_tool_cfg(args.config, args.cfg_options, args.work_dir,
                         args.launcher)
+    from mdeq_mm.engine import checkpoint_problem
+    problem = checkpoint_problem(args.checkpoint)
+    if problem:
+        raise SystemExit(f'error: cannot load {args.checkpoint}: {problem}')
     cfg.load_from = args.checkpoint
     seg = cfg.get('default_scope', 'mmseg') == 'mmseg'
     if args.show or args.show_dir:

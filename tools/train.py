@@ -6,8 +6,14 @@ Flags follow the OpenMMLab tools. Works from a checkout without PYTHONPATH.
 
 Usage:
     python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]]
-        [--amp] [--no-validate] [--cfg-options k=v ...]
+        [--amp] [--no-validate] [--max-bad-steps K] [--cfg-options k=v ...]
         [--launcher {none,pytorch,slurm,mpi}]
+
+Progress is never lost: SIGTERM / SIGUSR1 / Ctrl-C stop after the current
+iteration with a checkpoint that ``--resume auto`` continues from;
+checkpoints are written atomically; K non-finite steps in a row (each is
+skipped) stop the run with the last finite weights saved. See
+:mod:`mdeq_mm.engine.resilience`.
 """
 import argparse
 import os.path as osp
@@ -39,6 +45,10 @@ def parse_args(argv=None):
         action='store_true',
         help='do not evaluate during training')
     parser.add_argument(
+        '--max-bad-steps', type=int, default=5,
+        help='consecutive non-finite steps (each skipped) that stop '
+        'training with the last finite weights saved')
+    parser.add_argument(
         '--cfg-options',
         nargs='+',
         action=DictAction,
@@ -49,6 +59,8 @@ def parse_args(argv=None):
 def build_cfg(args):
     """The config with the command-line options applied."""
     from mdeq_mm.datasets import check_datasets
+    from mdeq_mm.engine import (checkpoint_problem, enable_fault_tolerance,
+                                resume_checkpoint)
     from mdeq_mm.utils.tool_cfg import load_tool_cfg
     cfg = load_tool_cfg(args.config, args.cfg_options, args.work_dir,
                         args.launcher)
@@ -62,9 +74,20 @@ def build_cfg(args):
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+        cfg.resume, cfg.load_from = True, resume_checkpoint(
+            cfg.work_dir, warn=lambda m: print(f'warning: {m}',
+                                               file=sys.stderr))
+        if cfg.load_from is None:
+            print(f'no checkpoint to resume in {cfg.work_dir}: training '
+                  'starts from iteration 0', file=sys.stderr)
+            cfg.resume = False
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    if cfg.get('load_from'):
+        problem = checkpoint_problem(cfg.load_from)
+        if problem:
+            raise SystemExit(f'error: cannot load {cfg.load_from}: {problem}')
+    enable_fault_tolerance(cfg, args.max_bad_steps)
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     check_datasets(
@@ -85,22 +108,30 @@ def main(argv=None):
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
+    from mdeq_mm.engine import (TrainingDiverged, TrainingInterrupted,
+                                save_interrupted)
     from mdeq_mm.utils.tool_cfg import close_distributed
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
               RUNNERS.build(cfg))
     try:
         runner.train()
+    except TrainingInterrupted as e:  # a signal; the checkpoint is saved
+        close_distributed()
+        print(f'\n{e}', file=sys.stderr)
+        sys.exit(128 + e.signum)
+    except TrainingDiverged as e:  # the last finite weights are saved
+        close_distributed()
+        raise SystemExit(f'error: {e}')
     except BaseException as e:
-        # Never lose the progress of a run that dies (diverged solver,
-        # Ctrl-C, out of memory): save where it stopped, then re-raise.
+        # Never lose the progress of a run that dies (out of memory, a bad
+        # file, an error in a hook): save where it stopped, then re-raise.
         if runner.iter > 0 and runner.rank == 0:
-            name = f'iter_{runner.iter}_interrupted.pth'
-            runner.save_checkpoint(runner.work_dir, name, save_optimizer=True,
-                                   save_param_scheduler=True)
+            path = save_interrupted(runner)
             runner.logger.error(
-                f'training stopped at iteration {runner.iter}; saved '
-                f'{osp.join(runner.work_dir, name)} (resume with --resume '
-                f'{osp.join(runner.work_dir, name)})')
+                f'training failed in iteration {runner.iter + 1}; saved '
+                f'{path}: the weights after iteration {runner.iter}, '
+                'counted as after the failed one (a resume skips its '
+                f'batch). Resume with --resume auto or --resume {path}')
         if data_error_message(e) is not None:
             raise SystemExit(f'Dataset error: {data_error_message(e)}')
         raise

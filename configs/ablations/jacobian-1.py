@@ -5,4 +5,4 @@
 _base_ = ['./_base_demo.py']
 model = dict(
     type='DEQEncoderDecoder',
-    backbone=dict(jac_loss=dict(weight=1.0, freq=0.5)))
+    backbone=dict(jac_loss=dict(_delete_=True, weight=1.0, freq=0.5)))

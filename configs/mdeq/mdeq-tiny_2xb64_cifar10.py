@@ -18,7 +18,7 @@ model = dict(
         solver_cfg=dict(max_iter=22, tol=1e-3, stop_mode='rel'),
         grad_cfg=dict(
             solver='broyden',
-            solver_cfg=dict(max_iter=24, tol=1e-4, stop_mode='rel'))),
+            solver_cfg=dict(max_iter=24, tol=1e-4, stop_mode='initial'))),
     neck=[
         dict(type='MDEQClsNeck', in_channels=(24, 24), head_channels=(8, 16),
              out_channels=200),

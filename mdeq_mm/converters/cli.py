@@ -8,8 +8,8 @@ from typing import List, Optional
 
 import torch
 
-from .locuslab import (ROOT, ConversionError, build_target,
-                       check_against_model, convert)
+from .locuslab import (ConversionError, build_target, check_against_model,
+                       convert)
 NAMES = dict(cls='mmpretrain ImageClassifier', seg='mmseg EncoderDecoder')
 
 
@@ -48,7 +48,7 @@ def main(task: str, argv: Optional[List[str]] = None) -> int:
     options = result['cfg_options']
     if not args.no_verify and not problems:
         import mdeq_mm  # noqa: F401
-        model = build_target(ROOT, result['config'], options)
+        model = build_target(result['config'], options)
         problems += check_against_model(result['state_dict'], model)
     if problems:
         print(f'error: {len(problems)} problem(s); nothing written:',

@@ -17,18 +17,18 @@ Sequential indices to mdeq_mm's modules. Nothing needs folding: mdeq_mm's
 classification neck keeps the reference's affine-free BatchNorms and biased
 convs, and its segmentation head's 1x1 conv keeps its bias.
 """
-import os.path as osp
 import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from mdeq_mm.utils.paths import config_path
+
 COPY_PREFIXES = ('fullstage_copy.', 'deq.func.', 'deq.func_copy.')
 COPY_REASON = ('duplicate tree (no-grad copy / deq wrapper); weights come '
                'from fullstage g and v')
 # the repository (configs/ lives here in a checkout / editable install)
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 # (regex on the original key, replacement); applied in order, first match
 _BACKBONE = [
@@ -172,7 +172,7 @@ def match_config(info: dict) -> Tuple[str, List[str]]:
             f'{known}. Build the model with a matching arch dict and '
             'convert with --no-verify.')
     from mmengine.config import Config
-    model = Config.fromfile(osp.join(ROOT, config)).model
+    model = Config.fromfile(config_path(config)).model
     options = []
     if not info['post_gn_affine']:
         options.append('model.backbone.post_gn_affine=False')
@@ -240,13 +240,11 @@ def convert(path: str, task: Optional[str] = None) -> dict:
                 info=info, config=config, cfg_options=options)
 
 
-def build_target(root: str, config: str, options: List[str]):
+def build_target(config: str, options: List[str]):
     """Build the mdeq_mm model named by a config plus cfg-options."""
-    import os.path as osp
-
     from mmengine.config import Config, DictAction
     from mmengine.registry import DefaultScope
-    cfg = Config.fromfile(osp.join(root, config))
+    cfg = Config.fromfile(config_path(config))
     if options:
         parsed = {}
         for opt in options:

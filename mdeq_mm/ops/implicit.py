@@ -179,7 +179,8 @@ class ImplicitLayer:
             None reuses ``solver_cfg``.
         grad (str): 'ift', 'phantom' or 'unrolled'.
         grad_cfg (dict): options of the gradient strategy:
-            'ift': solver (str, default 'broyden'), solver_cfg (dict);
+            'ift': solver (str, default 'broyden'), solver_cfg (dict;
+            stop_mode defaults to 'initial': ‖r‖ / ‖g‖);
             'phantom': k (int, default 1), tau (float, default 1.0);
             'unrolled': depth (int, default 5).
     """
@@ -215,7 +216,11 @@ class ImplicitLayer:
                              f'{list(GRAD_OPTIONS[grad])}')
         if grad == 'ift':
             grad_cfg.setdefault('solver', 'broyden')
-            grad_cfg.setdefault('solver_cfg', {})
+            # the adjoint is a linear solve from w = 0: stop on and keep the
+            # iterate with the lowest ‖r‖ / ‖g‖ by default ('rel' divides by
+            # ‖w J + g‖, which grows without bound on a diverging solve)
+            grad_cfg['solver_cfg'] = dict(
+                dict(stop_mode='initial'), **grad_cfg.get('solver_cfg', {}))
             check_solver_cfg(grad_cfg['solver'], grad_cfg['solver_cfg'])
         elif grad == 'phantom':
             grad_cfg.setdefault('k', 1)

@@ -26,7 +26,7 @@ from torch import Tensor
 
 REASONS = ('converged', 'max_iter', 'diverged', 'non-finite')
 CONVERGED, MAX_ITER, DIVERGED, NON_FINITE = range(4)
-STOP_MODES = ('abs', 'rel')
+STOP_MODES = ('abs', 'rel', 'initial')
 
 
 @dataclass
@@ -154,7 +154,15 @@ def _iterate(f: Callable[[Tensor], Tensor],
     abs_res = torch.where(ok, abs_res, inf)
     rel_res = torch.where(ok, rel_res, inf)
     res0 = abs_res
-    crit = abs_res if stop_mode == 'abs' else rel_res
+
+    def criterion(abs_res, rel_res):
+        if stop_mode == 'abs':
+            return abs_res
+        if stop_mode == 'initial':
+            return abs_res / (res0 + 1e-30)
+        return rel_res
+
+    crit = criterion(abs_res, rel_res)
     reason = torch.where(
         ok, torch.where(crit < tol, CONVERGED, MAX_ITER),
         NON_FINITE).long()
@@ -185,7 +193,7 @@ def _iterate(f: Callable[[Tensor], Tensor],
             abs_res = torch.where(keep, abs_new, abs_res)
             rel_res = torch.where(keep, rel_new, rel_res)
         method.observe(z, fz, g, keep)
-        crit = abs_res if stop_mode == 'abs' else rel_res
+        crit = criterion(abs_res, rel_res)
         better = crit < best_crit
         best_crit = torch.where(better, crit, best_crit)
         best_abs = torch.where(better, abs_res, best_abs)
@@ -486,7 +494,12 @@ def fixed_point(f,
         z0 (Tensor): initial state (B, D).
         max_iter (int): iterations; at most max_iter + 1 f evaluations.
         tol (float): per-sample stopping tolerance on the residual.
-        stop_mode (str): 'abs' (‖f(z) − z‖) or 'rel' (divided by ‖f(z)‖).
+        stop_mode (str): the residual that stops the solve and picks the
+            returned iterate: 'abs' (‖f(z) − z‖), 'rel' (divided by
+            ‖f(z)‖) or 'initial' (divided by the residual at z0: for a
+            linear problem w = Aw + g from w = 0, ‖r‖ / ‖g‖, the usual
+            relative residual of a linear solve; the backward solve's
+            default).
         check_every (int | None): iterations between host syncs of the
             "all stopped" test; None: 1 on CPU, 4 elsewhere.
         divergence (float): a sample whose absolute residual exceeds this

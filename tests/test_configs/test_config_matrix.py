@@ -129,7 +129,7 @@ def case(path):
     elif typ == 'CIFAR10':
         kind = 'cifar10'
         features.add('CIFAR-10 pickle batches')
-        opts += ['custom_imports.imports=[mdeq_mm,tests.data_plugins]']
+        opts += ['custom_imports.imports=[mdeq_mm,tests.plugins]']
         opts += [f'{n}.dataset.type=CIFAR10GeneratedFiles' for n in LOADERS]
     else:
         raise AssertionError(f'{path}: no matrix case for {typ}')

@@ -58,3 +58,17 @@ def test_config_parses_and_builds(path):
         return  # the bare HRNet swap; the no-solver ablations
     hooks = [h['type'] for h in cfg.get('custom_hooks', [])]
     assert 'DEQWarmupHook' in hooks and 'DEQTelemetryHook' in hooks
+
+
+def test_model_index_names_existing_configs_with_reported_results():
+    import yaml
+    index = yaml.safe_load(open(osp.join(ROOT, 'model-index.yml')))
+    models = []
+    for meta in index['Import']:
+        models += yaml.safe_load(open(osp.join(ROOT, meta)))['Models']
+    assert len(models) >= 7
+    for m in models:
+        assert osp.isfile(osp.join(ROOT, m['Config'])), m['Config']
+        assert 'not reproduced' in m['Metadata']['Results Source']
+        expected = PARAMS.get(osp.basename(m['Config']))
+        assert m['Metadata']['Parameters'] == expected, m['Name']

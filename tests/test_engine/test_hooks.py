@@ -40,13 +40,14 @@ class Record(Hook):
         self.rows.append(self.read(find_mdeq_backbone(runner.model)))
 
 
-def tiny_runner(work_dir, model, hooks, iters):
-    """A real Runner training ``model`` for ``iters`` iterations of 2."""
+def tiny_runner(work_dir, model, hooks, iters, **overrides):
+    """A real Runner training ``model`` for ``iters`` iterations of 2
+    (``overrides``: other Runner arguments)."""
     g = torch.Generator().manual_seed(0)
     data = [dict(inputs=torch.randn(3, 8, 8, generator=g),
                  labels=torch.randn(1, generator=g))
             for _ in range(2 * iters)]
-    return Runner(
+    kwargs = dict(
         model=model,
         work_dir=str(work_dir),
         train_dataloader=dict(
@@ -59,6 +60,8 @@ def tiny_runner(work_dir, model, hooks, iters):
         default_hooks=dict(checkpoint=None),
         default_scope='mmengine',
         log_level='WARNING')
+    kwargs.update(overrides)
+    return Runner(**kwargs)
 
 
 def test_warmup_switch_and_telemetry_under_a_runner(tmp_path):

@@ -285,3 +285,12 @@ def test_per_scale_traces_match_the_returned_state():
     at_lowest = per[torch.arange(2), stats.forward.lowest_step]
     torch.testing.assert_close(at_lowest, stats.rel_residual_per_scale)
     assert (per[:, 0, 0] > per[:, -1, 0]).all()
+
+
+def test_backward_stops_relative_to_the_gradient_by_default():
+    layer = ImplicitLayer(grad='ift', grad_cfg=dict(
+        solver_cfg=dict(max_iter=5)))
+    assert layer.grad_cfg['solver_cfg'] == dict(max_iter=5,
+                                                stop_mode='initial')
+    layer.set_grad('ift', dict(solver_cfg=dict(stop_mode='rel')))
+    assert layer.grad_cfg['solver_cfg']['stop_mode'] == 'rel'

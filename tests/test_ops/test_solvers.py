@@ -32,7 +32,7 @@ def ill_conditioned(dim=40, seed=1):
 
 
 @pytest.mark.parametrize('name', ['broyden', 'anderson', 'fixed_point'])
-@pytest.mark.parametrize('stop_mode', ['abs', 'rel'])
+@pytest.mark.parametrize('stop_mode', ['abs', 'rel', 'initial'])
 def test_linear_problem_meets_tolerance(name, stop_mode):
     f, A, b, z_true = linear_problem()
     z, stats = solve(
@@ -43,7 +43,8 @@ def test_linear_problem_meets_tolerance(name, stop_mode):
         tol=1e-9,
         stop_mode=stop_mode)
     assert stats.reasons == ['converged'] * 3
-    res = stats.abs_lowest if stop_mode == 'abs' else stats.rel_lowest
+    res = dict(abs=stats.abs_lowest, rel=stats.rel_lowest,
+               initial=stats.abs_lowest / stats.abs_trace[:, 0])[stop_mode]
     assert (res < 1e-9).all()
     # the reported residual is the true residual of the returned iterate
     true_res = torch.linalg.vector_norm(f(z) - z, dim=1)
@@ -52,6 +53,33 @@ def test_linear_problem_meets_tolerance(name, stop_mode):
     assert (z - z_true).norm(dim=1).max() < 1e-7
     assert stats.abs_trace.shape == stats.rel_trace.shape
     assert stats.abs_trace.shape[0] == 3
+
+
+def test_initial_stop_mode_closed_form():
+    """z = z/2 + b from 0 by plain iteration: residual_k = 2^-k ‖b‖, so
+    ‖r‖ / ‖r0‖ < 1e-3 first at k = 10 (11 evaluations)."""
+    b = torch.randn(2, 5, dtype=torch.float64) * torch.tensor([[1.], [1e4]])
+    z, stats = solve('fixed_point', lambda z: 0.5 * z + b,
+                     torch.zeros_like(b), max_iter=50, tol=1e-3,
+                     stop_mode='initial')
+    assert stats.nfev.tolist() == [11, 11]  # whatever the scale of b
+    torch.testing.assert_close(z, b * (2 - 2**-9), rtol=1e-12, atol=0)
+
+
+def test_initial_stop_mode_keeps_the_start_of_a_diverging_solve():
+    """w = 3w + g diverges: the residual relative to ‖f(w)‖ falls towards
+    2/3 as w grows, so 'rel' returns a huge iterate; 'initial' keeps w = 0,
+    whose residual ‖g‖ is the lowest."""
+    g = torch.randn(2, 4, dtype=torch.float64)
+    kw = dict(max_iter=6, tol=1e-6, divergence=1e9)
+    w_rel, s_rel = solve('fixed_point', lambda w: 3 * w + g,
+                         torch.zeros_like(g), stop_mode='rel', **kw)
+    w_init, s_init = solve('fixed_point', lambda w: 3 * w + g,
+                           torch.zeros_like(g), stop_mode='initial', **kw)
+    assert s_rel.lowest_step.tolist() == [6, 6]
+    assert (s_rel.abs_lowest > 100 * s_rel.abs_trace[:, 0]).all()
+    assert s_init.lowest_step.tolist() == [0, 0]
+    assert torch.equal(w_init, torch.zeros_like(g))
 
 
 def test_broyden_beats_fixed_point_on_ill_conditioned_contraction():

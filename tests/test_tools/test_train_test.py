@@ -57,6 +57,7 @@ def cls_run(data, tmp_path_factory):
                # with Jacobian regularisation on every forward
                'model.type=DEQImageClassifier',
                'model.backbone.jac_loss.weight=0.1',
+               'model.backbone.jac_loss.freq=1.0',
                'default_hooks.logger.interval=1',
                'custom_hooks.1.interval=1')
     return work, out

@@ -13,7 +13,7 @@ model = dict(
         grad='ift',
         grad_cfg=dict(
             solver='broyden',
-            solver_cfg=dict(max_iter=27, tol=1e-4, stop_mode='rel'))),
+            solver_cfg=dict(max_iter=27, tol=1e-4, stop_mode='initial'))),
     neck=[
         dict(
             type='MDEQClsNeck',

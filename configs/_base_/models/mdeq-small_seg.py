@@ -34,7 +34,7 @@ model = dict(
         grad='ift',
         grad_cfg=dict(
             solver='broyden',
-            solver_cfg=dict(max_iter=30, tol=1e-4, stop_mode='rel'))),
+            solver_cfg=dict(max_iter=30, tol=1e-4, stop_mode='initial'))),
     decode_head=dict(
         type='MDEQHead',
         in_channels=[32, 64, 128, 256],

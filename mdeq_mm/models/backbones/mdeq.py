@@ -163,7 +163,8 @@ class MDEQ(BaseModule):
                  grad: str = 'ift',
                  grad_cfg: dict = dict(
                      solver='broyden',
-                     solver_cfg=dict(max_iter=30, tol=1e-4, stop_mode='rel')),
+                     solver_cfg=dict(
+                         max_iter=30, tol=1e-4, stop_mode='initial')),
                  pad_input: bool = True,
                  frozen: bool = False,
                  post_gn_affine: bool = True,
