@@ -6,12 +6,13 @@ from typing import Sequence
 HOSTS = ('mmseg', 'mmpretrain')
 
 
-def register(cls, kind: str, hosts: Sequence[str] = HOSTS):
+def register(cls, kind: str, hosts: Sequence[str] = HOSTS,
+             root: bool = False):
     """Register ``cls`` in the ``kind`` registry (e.g. 'MODELS',
     'TRANSFORMS', 'HOOKS') of every installed host package among
-    ``hosts``; returns ``cls`` (usable as a decorator through
-    functools.partial). Falls back to mmengine's root registry when no host
-    is installed."""
+    ``hosts``, and in mmengine's root registry when ``root`` (for Runners
+    with ``default_scope='mmengine'``) or when no host is installed;
+    returns ``cls``."""
     registered = False
     for host in hosts:
         try:
@@ -21,7 +22,7 @@ def register(cls, kind: str, hosts: Sequence[str] = HOSTS):
             continue
         registry.register_module(module=cls)
         registered = True
-    if not registered:
+    if root or not registered:
         registry = getattr(importlib.import_module('mmengine.registry'),
                            kind)
         registry.register_module(module=cls)

@@ -74,7 +74,7 @@ def last_val(work_dir):
 
 
 def train(config, work_dir, opts):
-    from mdeq_mm.utils.tool_cfg import final_checkpoint
+    from tools.tool_utils import final_checkpoint
     done = osp.isfile(final_checkpoint(osp.join(ROOT, config), work_dir)) and \
         osp.isfile(osp.join(work_dir, 'run_stats.json'))
     if done:
@@ -113,7 +113,7 @@ def summarize(name, config, work_dir):
 
 def budget_rows(work_dir, opts):
     """The baseline at several evaluation budgets (budget_curve.py)."""
-    from mdeq_mm.utils.tool_cfg import final_checkpoint
+    from tools.tool_utils import final_checkpoint
     config = A + 'baseline.py'
     ckpt = final_checkpoint(osp.join(ROOT, config), work_dir)
     out = osp.join(ROOT, work_dir + '_budget.png')

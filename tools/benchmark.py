@@ -34,7 +34,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mdeq_mm.ops.solvers import broyden  # noqa: E402
 from mdeq_mm.utils.profiling import (PeakMemory, run_isolated,  # noqa: E402
                                      timed)
-from mdeq_mm.utils.tool_cfg import save_results  # noqa: E402
+from tools.tool_utils import save_results  # noqa: E402
 
 # steps the forward Broyden solve stores: min(budget + 1, its history)
 HISTORY = inspect.signature(broyden).parameters['history'].default

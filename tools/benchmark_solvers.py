@@ -27,7 +27,7 @@ import torch.nn.functional as F
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 from mdeq_mm.ops import solve  # noqa: E402
 from mdeq_mm.utils.profiling import PeakMemory, run_isolated  # noqa: E402
-from mdeq_mm.utils.tool_cfg import save_results  # noqa: E402
+from tools.tool_utils import save_results  # noqa: E402
 
 TOL = 1e-3
 # (implementation, solver, options): our Broyden by default (16-step memory,

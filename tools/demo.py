@@ -52,7 +52,7 @@ def main():
     print(f'demo data: {city} (Cityscapes download layout, converted), '
           f'{imnet} (ImageNet layout, flat val with meta/val.txt)')
     wd = args.work_dir
-    from mdeq_mm.utils.tool_cfg import final_checkpoint
+    from tools.tool_utils import final_checkpoint
     cls_ckpt = final_checkpoint(
         osp.join(ROOT, 'configs/demo/mdeq-demo_cls.py'), osp.join(wd, 'cls'))
     seg_data = [

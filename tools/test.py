@@ -21,7 +21,7 @@ if ROOT not in sys.path:
 def parse_args(argv=None):
     from mmengine.config import DictAction
 
-    from mdeq_mm.utils.tool_cfg import parse_with_launcher
+    from tools.tool_utils import parse_with_launcher
     parser = argparse.ArgumentParser(description='Test (and eval) a model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -38,7 +38,7 @@ def parse_args(argv=None):
 
 def build_cfg(args):
     from mdeq_mm.datasets import check_datasets
-    from mdeq_mm.utils.tool_cfg import load_tool_cfg
+    from tools.tool_utils import load_tool_cfg
     cfg = load_tool_cfg(args.config, args.cfg_options, args.work_dir,
                         args.launcher)
     from mdeq_mm.engine import checkpoint_problem
@@ -72,18 +72,8 @@ def build_cfg(args):
                 dict(type='DumpResults', out_file_path=args.out)
             ]
     if args.tta:
-        if seg:
-            if 'tta_pipeline' not in cfg or 'tta_model' not in cfg:
-                raise SystemExit(
-                    '--tta: the config defines no tta_pipeline / tta_model; '
-                    "inherit mmseg's dataset and runtime bases (as "
-                    'configs/mdeq/*cityscapes*.py do) or define them')
-            cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-            cfg.tta_model.module = cfg.model
-            cfg.model = cfg.tta_model
-        else:
-            from mdeq_mm.utils.tta import cls_flip_tta
-            cls_flip_tta(cfg)
+        from tools.tool_utils import apply_tta
+        apply_tta(cfg)
     check_datasets(cfg, ['test_dataloader'])
     return cfg
 
@@ -93,13 +83,18 @@ def main(argv=None):
     from mdeq_mm.datasets import data_error_message
     try:
         cfg = build_cfg(args)
-        from mmengine.runner import Runner
-        metrics = Runner.from_cfg(cfg).test()
     except (FileNotFoundError, ValueError) as e:
+        if data_error_message(e) is None:
+            raise SystemExit(f'error: {e}')
+        raise SystemExit(f'Dataset error: {data_error_message(e)}')
+    from mmengine.runner import Runner
+    try:
+        metrics = Runner.from_cfg(cfg).test()
+    except (FileNotFoundError, ValueError) as e:  # a file a worker loaded
         if data_error_message(e) is None:
             raise
         raise SystemExit(f'Dataset error: {data_error_message(e)}')
-    from mdeq_mm.utils.tool_cfg import close_distributed
+    from tools.tool_utils import close_distributed
     close_distributed()
     return metrics
 

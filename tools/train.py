@@ -27,7 +27,7 @@ if ROOT not in sys.path:
 def parse_args(argv=None):
     from mmengine.config import DictAction
 
-    from mdeq_mm.utils.tool_cfg import parse_with_launcher
+    from tools.tool_utils import parse_with_launcher
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
@@ -61,7 +61,7 @@ def build_cfg(args):
     from mdeq_mm.datasets import check_datasets
     from mdeq_mm.engine import (checkpoint_problem, enable_fault_tolerance,
                                 resume_checkpoint)
-    from mdeq_mm.utils.tool_cfg import load_tool_cfg
+    from tools.tool_utils import load_tool_cfg
     cfg = load_tool_cfg(args.config, args.cfg_options, args.work_dir,
                         args.launcher)
     if args.amp:
@@ -103,14 +103,14 @@ def main(argv=None):
         cfg = build_cfg(args)
     except (FileNotFoundError, ValueError) as e:
         if data_error_message(e) is None:
-            raise
+            raise SystemExit(f'error: {e}')
         raise SystemExit(f'Dataset error: {data_error_message(e)}')
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
     from mdeq_mm.engine import (TrainingDiverged, TrainingInterrupted,
                                 save_interrupted)
-    from mdeq_mm.utils.tool_cfg import close_distributed
+    from tools.tool_utils import close_distributed
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
               RUNNERS.build(cfg))
     try:

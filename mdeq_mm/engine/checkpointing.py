@@ -21,7 +21,6 @@ from typing import List, Optional
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook
-from mmengine.registry import HOOKS
 
 from mdeq_mm.registry import register
 
@@ -175,5 +174,4 @@ class AtomicCheckpointHook(CheckpointHook):
                 self.file_backend.remove(path)
 
 
-register(AtomicCheckpointHook, 'HOOKS')
-HOOKS.register_module(module=AtomicCheckpointHook)
+register(AtomicCheckpointHook, 'HOOKS', root=True)

@@ -29,7 +29,7 @@ def setup_cpu_distributed(cfg) -> bool:
     if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
         return False
     if cfg.launcher != 'pytorch':
-        raise SystemExit(f'--launcher {cfg.launcher} without CUDA is not '
+        raise ValueError(f'--launcher {cfg.launcher} without CUDA is not '
                          'supported; use torchrun with --launcher pytorch')
     if not dist.is_initialized():
         dist.init_process_group(

@@ -29,7 +29,7 @@ import torch.distributed as dist
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
-from mmengine.registry import HOOKS, OPTIM_WRAPPERS
+from mmengine.registry import OPTIM_WRAPPERS
 
 from mdeq_mm.registry import register
 from .checkpointing import ATOMIC_BACKEND, write_last_checkpoint
@@ -337,6 +337,5 @@ def enable_fault_tolerance(cfg, max_consecutive: int = 5) -> None:
 
 
 for _cls in (GracefulStopHook, DivergenceGuardHook):
-    register(_cls, 'HOOKS')
-    HOOKS.register_module(module=_cls)
+    register(_cls, 'HOOKS', root=True)
 OPTIM_WRAPPERS.register_module(module=FiniteOptimWrapper)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from mdeq_mm.converters import (ConversionError, build_target,
                                 check_against_model, convert)
-from mdeq_mm.converters.cli import main
+from mdeq_mm.converters.__main__ import main
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # the original checkpoints' key names and shapes (copied from the

@@ -1,5 +1,7 @@
 # Copyright (c) mdeq_mm authors. All rights reserved.
 """DEQ hooks under a real mmengine Runner."""
+import itertools
+
 import pytest
 import torch
 from mmengine.hooks import Hook
@@ -40,6 +42,9 @@ class Record(Hook):
         self.rows.append(self.read(find_mdeq_backbone(runner.model)))
 
 
+_RUNS = itertools.count()
+
+
 def tiny_runner(work_dir, model, hooks, iters, **overrides):
     """A real Runner training ``model`` for ``iters`` iterations of 2
     (``overrides``: other Runner arguments)."""
@@ -59,7 +64,10 @@ def tiny_runner(work_dir, model, hooks, iters, **overrides):
         custom_hooks=hooks,
         default_hooks=dict(checkpoint=None),
         default_scope='mmengine',
-        log_level='WARNING')
+        log_level='WARNING',
+        # its own message hub and logger (Runners created in the same
+        # second would share the timestamp-named ones)
+        experiment_name=f'tiny_{next(_RUNS)}')
     kwargs.update(overrides)
     return Runner(**kwargs)
 
@@ -136,7 +144,6 @@ def test_backward_fallbacks_are_totalled_and_logged_once_per_interval(
     hub = runner.message_hub
     totals = hub.get_scalar('train/deq/bwd_fallback').data[0].tolist()
     assert totals == [4, 8, 10]  # after iterations 2, 4 and the last (5)
-    # (Runners created in the same second share one logger and its file)
     log = open(next(h.baseFilename for h in runner.logger.handlers
                     if hasattr(h, 'baseFilename'))).read()
     reports = [line for line in log.splitlines()

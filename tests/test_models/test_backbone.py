@@ -45,12 +45,20 @@ def test_weight_norm_is_exact_and_computed_once_per_forward():
     assert len(convs) == 3 * 2
     for conv in convs:
         v, g = conv.weight_v, conv.weight_g
-        ref = torch.nn.utils.weight_norm(torch.nn.Conv2d(1, 1, 1), dim=0)
-        ref.weight_v.data, ref.weight_g.data = v.data, g.data
-        torch.manual_seed(0)
-        torch.nn.utils.weight_norm  # noqa: B018 (same definition as torch)
-        w = g * v / v.flatten(1).norm(dim=1)[:, None, None, None]
-        torch.testing.assert_close(conv.compute_weight(), w)
+        # torch's own weight norm with the same g and v, as the reference
+        c_out, c_in, k, _ = v.shape
+        ref = torch.nn.utils.parametrizations.weight_norm(
+            torch.nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False),
+            dim=0)
+        with torch.no_grad():
+            ref.parametrizations.weight.original0.copy_(g * 1.7)
+            ref.parametrizations.weight.original1.copy_(v)
+            g.mul_(1.7)  # away from the init g = ‖v‖, where W = v
+        torch.testing.assert_close(conv.compute_weight(), ref.weight)
+        x = torch.randn(2, c_in, 6, 6)
+        with torch.no_grad():
+            torch.testing.assert_close(conv(x), ref(x))
+            g.div_(1.7)
         # starts as PyTorch's default conv init with g = ‖v‖
         torch.testing.assert_close(g.flatten(), v.flatten(1).norm(dim=1))
     model.train()

@@ -201,3 +201,33 @@ def test_ablation_group_table(data, tmp_path):
     # the regularised runs trained the DEQ segmentor with a Jacobian loss
     dumped = open(osp.join(work, 'jacobian-1', 'jacobian-1.py')).read()
     assert "type='DEQEncoderDecoder'" in dumped and 'jac_loss' in dumped
+
+
+def test_tta_for_both_tasks(cls_run, data, tmp_path):
+    """``tools/test.py --tta``: mmpretrain's flip TTA for classification,
+    the config's multi-scale + flip TTA for segmentation (the flagship)."""
+    work, _ = cls_run
+    out = tool('test', CLS, osp.join(work, 'iter_4.pth'), '--tta',
+               '--work-dir', str(tmp_path / 'cls'), '--cfg-options',
+               f'test_dataloader.dataset.data_root={data["imnet"]}')
+    assert 'accuracy/top1' in out
+    dumped = open(tmp_path / 'cls' / 'mdeq-demo_cls.py').read()
+    assert 'AverageClsScoreTTA' in dumped and 'TestTimeAug' in dumped
+    flagship = 'configs/mdeq_cityscapes.py'
+    seg_work = str(tmp_path / 'seg')
+    tool('train', flagship, '--work-dir', seg_work, '--cfg-options',
+         f'train_dataloader.dataset.data_root={data["city"]}',
+         'train_dataloader.batch_size=1', 'train_dataloader.num_workers=0',
+         'train_dataloader.dataset.pipeline.2.scale=(128,64)',
+         'train_dataloader.dataset.pipeline.3.crop_size=(64,128)',
+         'model.data_preprocessor.size=(64,128)', 'train_cfg.max_iters=1',
+         'default_hooks.checkpoint.interval=1',
+         'model.backbone.solver_cfg.max_iter=2', '--no-validate')
+    out = tool('test', flagship, osp.join(seg_work, 'iter_1.pth'), '--tta',
+               '--work-dir', seg_work, '--cfg-options',
+               f'test_dataloader.dataset.data_root={data["city"]}',
+               'test_dataloader.num_workers=0',
+               'model.backbone.solver_cfg.max_iter=2')
+    assert 'mIoU' in out
+    dumped = open(osp.join(seg_work, 'mdeq_cityscapes.py')).read()
+    assert 'SegTTAModel' in dumped

@@ -32,7 +32,7 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     from mdeq_mm.engine import find_mdeq_backbone
-    from mdeq_mm.utils.tool_cfg import load_tool_cfg, save_results
+    from tools.tool_utils import load_tool_cfg, save_results
     cfg = load_tool_cfg(args.config, args.cfg_options, args.work_dir)
     cfg.load_from = args.checkpoint
     runner = Runner.from_cfg(cfg)

@@ -64,7 +64,7 @@ def main(argv=None):
     parser.add_argument('--out', default='convergence.png')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
-    from mdeq_mm.utils.tool_cfg import save_results
+    from tools.tool_utils import save_results
     cfg = load_cfg(args.config, args.cfg_options)
     model, scope = build_model(cfg, args.checkpoint)
     inputs, samples = val_batch(cfg, model, scope, args.images)

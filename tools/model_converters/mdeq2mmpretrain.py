@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
     osp.abspath(__file__)))))
-from mdeq_mm.converters.cli import main  # noqa: E402
+from mdeq_mm.converters.__main__ import main  # noqa: E402
 
 if __name__ == '__main__':
     sys.exit(main('cls'))

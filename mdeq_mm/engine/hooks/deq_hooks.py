@@ -5,13 +5,11 @@ and solver telemetry.
 They only read and set plain attributes of the backbone (``mode``,
 ``last_stats``); the backbone knows nothing of the Runner.
 """
-import importlib
-
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-from mmengine.registry import HOOKS as ROOT_HOOKS
 
 from mdeq_mm.models.backbones.mdeq import MDEQ
+from mdeq_mm.registry import register
 
 
 def find_mdeq_backbone(model) -> MDEQ:
@@ -177,19 +175,8 @@ class DEQTelemetryHook(Hook):
         self._push(runner, 'val')
 
 
-def _register(*classes):
-    for name in ('mmseg.registry', 'mmpretrain.registry'):
-        try:
-            registry = importlib.import_module(name).HOOKS
-        except ImportError:
-            continue
-        for cls in classes:
-            registry.register_module(module=cls)
-    for cls in classes:
-        ROOT_HOOKS.register_module(module=cls)
-
-
 from .run_stats_hook import RunStatsHook  # noqa: E402
 
-_register(DEQWarmupHook, DEQJacobianScheduleHook, DEQTelemetryHook,
-          RunStatsHook)
+for _cls in (DEQWarmupHook, DEQJacobianScheduleHook, DEQTelemetryHook,
+             RunStatsHook):
+    register(_cls, 'HOOKS', root=True)

@@ -4,7 +4,6 @@
 Registered as ``MDEQ`` in mmseg's and mmpretrain's MODELS (whichever are
 installed). Imports only torch, mmengine and mmcv.cnn.
 """
-import importlib
 import math
 import warnings
 from collections import OrderedDict
@@ -20,6 +19,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mdeq_mm.ops import (DEQStats, ImplicitLayer, StatePacker,
                          jacobian_frobenius)
+from mdeq_mm.registry import register
 from ..layers import MDEQLayer, WeightNormConv2d
 
 # Architectures of the reference configs (mdeq_reference.md §1.5).
@@ -396,20 +396,6 @@ class MDEQ(BaseModule):
                 f'solver={self.deq.solver!r}, grad={self.deq.grad!r}')
 
 
-def _register(cls):
-    registered = False
-    for name in ('mmseg.registry', 'mmpretrain.registry'):
-        try:
-            registry = importlib.import_module(name).MODELS
-        except ImportError:
-            continue
-        registry.register_module(module=cls)
-        registered = True
-    if not registered:
-        from mmengine.registry import MODELS
-        MODELS.register_module(module=cls)
-    return cls
+register(MDEQ, 'MODELS')
 
-
-_register(MDEQ)
 __all__ = ['MDEQ', 'ARCH_SETTINGS', 'resolve_arch', 'WeightNormConv2d']

@@ -84,3 +84,33 @@ def save_results(data, png_path: str, plot: Callable) -> None:
         json.dump(data, f, indent=1)
     plot(data, png_path)
     print(f'\nwrote {json_path} and {png_path}')
+
+
+def apply_tta(cfg) -> None:
+    """Test-time augmentation for ``tools/test.py --tta``, both tasks:
+    segmentation uses the config's ``tta_pipeline`` / ``tta_model`` (mmseg's
+    bases define multi-scale + flip); classification, mmpretrain's
+    AverageClsScoreTTA over a horizontal flip of the last test transform
+    (as mmpretrain's test.py), unless the config defines its own."""
+    if cfg.get('default_scope', 'mmseg') == 'mmseg':
+        if 'tta_pipeline' not in cfg or 'tta_model' not in cfg:
+            raise SystemExit(
+                '--tta: the config defines no tta_pipeline / tta_model; '
+                "inherit mmseg's dataset and runtime bases (as "
+                'configs/mdeq/*cityscapes*.py do) or define them')
+    else:
+        if 'tta_model' not in cfg:
+            cfg.tta_model = dict(type='mmpretrain.AverageClsScoreTTA')
+        if 'tta_pipeline' not in cfg:
+            pipeline = cfg.test_dataloader.dataset.pipeline
+            cfg.tta_pipeline = list(pipeline[:-1]) + [
+                dict(
+                    type='TestTimeAug',
+                    transforms=[[
+                        dict(type='RandomFlip', prob=1.),
+                        dict(type='RandomFlip', prob=0.)
+                    ], [pipeline[-1]]])
+            ]
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.tta_model.module = cfg.model
+    cfg.model = cfg.tta_model
