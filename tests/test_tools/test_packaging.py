@@ -87,3 +87,10 @@ def test_packaged_converter_runs_outside_the_checkout(installed, tmp_path):
     out = run_outside(site, ['-m', 'mdeq_mm.converters', 'cls', str(src),
                              str(tmp_path / 'out.pth')], tmp_path)
     assert 'wrote' in out and (tmp_path / 'out.pth').is_file()
+
+
+def test_packaged_tools_run_from_the_package(installed, tmp_path):
+    _, site = installed
+    train = site / 'mdeq_mm' / '.mim' / 'tools' / 'train.py'
+    out = run_outside(site, [str(train), '--help'], tmp_path)
+    assert '--resume' in out and '--max-bad-steps' in out
