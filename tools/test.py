@@ -80,20 +80,19 @@ def build_cfg(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mdeq_mm.datasets import data_error_message
+    from tools.tool_utils import user_error_exit
     try:
         cfg = build_cfg(args)
     except (FileNotFoundError, ValueError) as e:
-        if data_error_message(e) is None:
-            raise SystemExit(f'error: {e}')
-        raise SystemExit(f'Dataset error: {data_error_message(e)}')
+        raise user_error_exit(e) from None
     from mmengine.runner import Runner
     try:
         metrics = Runner.from_cfg(cfg).test()
     except (FileNotFoundError, ValueError) as e:  # a file a worker loaded
-        if data_error_message(e) is None:
+        exit_ = user_error_exit(e, data_only=True)
+        if exit_ is None:
             raise
-        raise SystemExit(f'Dataset error: {data_error_message(e)}')
+        raise exit_ from None
     from tools.tool_utils import close_distributed
     close_distributed()
     return metrics

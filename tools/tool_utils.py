@@ -20,6 +20,21 @@ def parse_with_launcher(parser, argv=None):
     return args
 
 
+def user_error_exit(exc: BaseException, data_only: bool = False):
+    """The SystemExit (one line, no traceback) for a user's error, or None
+    (re-raise it): a dataset error (also one a DataLoader worker raised)
+    as ``Dataset error: ...``; with ``data_only=False`` any other
+    ``FileNotFoundError`` / ``ValueError`` as ``error: ...`` (the tools use
+    that for the config-preparation phase, where those are user errors)."""
+    from mdeq_mm.datasets import data_error_message
+    msg = data_error_message(exc)
+    if msg is not None:
+        return SystemExit(f'Dataset error: {msg}')
+    if data_only or not isinstance(exc, (FileNotFoundError, ValueError)):
+        return None
+    return SystemExit(f'error: {exc}')
+
+
 def close_distributed():
     """Tear down the process group a launcher opened, once the run has
     finished on every rank. Left to interpreter exit, gloo's threads can be

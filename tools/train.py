@@ -83,7 +83,8 @@ def build_cfg(args):
             cfg.resume = False
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
-    if cfg.get('load_from'):
+    if args.resume != 'auto' and cfg.get('load_from'):
+        # (--resume auto: resume_checkpoint has checked its choice)
         problem = checkpoint_problem(cfg.load_from)
         if problem:
             raise SystemExit(f'error: cannot load {cfg.load_from}: {problem}')
@@ -98,13 +99,11 @@ def build_cfg(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mdeq_mm.datasets import data_error_message
+    from tools.tool_utils import user_error_exit
     try:
         cfg = build_cfg(args)
     except (FileNotFoundError, ValueError) as e:
-        if data_error_message(e) is None:
-            raise SystemExit(f'error: {e}')
-        raise SystemExit(f'Dataset error: {data_error_message(e)}')
+        raise user_error_exit(e) from None
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
@@ -132,8 +131,9 @@ def main(argv=None):
                 f'{path}: the weights after iteration {runner.iter}, '
                 'counted as after the failed one (a resume skips its '
                 f'batch). Resume with --resume auto or --resume {path}')
-        if data_error_message(e) is not None:
-            raise SystemExit(f'Dataset error: {data_error_message(e)}')
+        exit_ = user_error_exit(e, data_only=True)
+        if exit_ is not None:
+            raise exit_ from None
         raise
     close_distributed()
     return runner

@@ -61,6 +61,23 @@ def _files(folder: str, suffix: str) -> List[str]:
         glob.glob(osp.join(folder, '**', '*' + suffix), recursive=True))
 
 
+def label_value_problem(lab: np.ndarray, num_classes: int = NUM_CLASSES,
+                        ignore: int = IGNORE) -> str:
+    """Why the values of a train-id label map are wrong ('' if they are
+    not): values that are neither class indices nor ``ignore``, which are
+    raw Cityscapes label ids when a ``*_labelIds.png`` is used as train
+    ids. Shared by the start-up check and ``CheckedLoadAnnotations``."""
+    bad = np.unique(lab[(lab >= num_classes) & (lab != ignore)])
+    if not bad.size:
+        return ''
+    return (f'holds values {bad[:8].tolist()}, which are neither train ids '
+            f'(0..{num_classes - 1}) nor the ignore label {ignore}: raw '
+            f'Cityscapes label ids (a *{LABEL_IDS} used as train ids?). '
+            f'Convert the download with '
+            f'{CONVERTER.format(root="<data root>")} and use the '
+            f'*{TRAIN_IDS} maps')
+
+
 def check_label_map(path: str, num_classes: int = NUM_CLASSES,
                     ignore: int = IGNORE) -> np.ndarray:
     """Read one train-id label map and check its values; returns it.
@@ -80,15 +97,9 @@ def check_label_map(path: str, num_classes: int = NUM_CLASSES,
             f'{path}: a label map has one channel, this one has shape '
             f'{lab.shape} (a *_gtFine_color.png?). Use the '
             f'*{TRAIN_IDS} files made by: {CONVERTER.format(root="<root>")}')
-    bad = np.unique(lab[(lab >= num_classes) & (lab != ignore)])
-    if bad.size:
-        raise DataFileError(
-            f'{path}: holds values {bad[:8].tolist()}, which are neither '
-            f'train ids (0..{num_classes - 1}) nor the ignore label '
-            f'{ignore}. These are raw Cityscapes label ids (a '
-            f'*{LABEL_IDS} used as train ids?). Convert the download with '
-            f'{CONVERTER.format(root="<data root>")} and use '
-            f"seg_map_suffix='{TRAIN_IDS}'.")
+    problem = label_value_problem(lab, num_classes, ignore)
+    if problem:
+        raise DataFileError(f'{path}: {problem}.')
     return lab
 
 
@@ -145,13 +156,12 @@ def _cityscapes(ds: dict) -> None:
             f'under {seg_dir}, e.g. {missing[0]}{seg_suffix}.\nExpected '
             f'layout:\n{layout}')
     for img, lab in pairs:  # headers only
-        if _image_size(img) != _image_size(lab):
+        (ih, iw), (lh, lw) = _image_size(img), _image_size(lab)
+        if (ih, iw) != (lh, lw):
             raise DataFileError(
-                f'{lab} is {_image_size(lab)[1]}x{_image_size(lab)[0]} but '
-                f'its image {img} is {_image_size(img)[1]}x'
-                f'{_image_size(img)[0]} (width x height): a label map must '
-                'have the size of its image. Re-extract both, or delete '
-                'the pair.')
+                f'{lab} is {lw}x{lh} but its image {img} is {iw}x{ih} '
+                '(width x height): a label map must have the size of its '
+                'image. Re-extract both, or delete the pair.')
     if seg_suffix.endswith(TRAIN_IDS):
         for _, lab in pairs[:LABEL_SAMPLES]:
             check_label_map(lab)
@@ -216,10 +226,9 @@ def _folder(ds: dict) -> None:
         raise DatasetLayoutError(
             f'the split is empty: {folder} has no class folders and no '
             f'images.\nExpected layout:\n{layout}')
-    empty = [c for c in classes if not any(
-        n.lower().endswith(IMG_EXTENSIONS)
-        for _, _, files in os.walk(osp.join(folder, c)) for n in files)]
-    if len(empty) == len(classes):
+    if not any(  # stops at the first class folder holding an image
+            n.lower().endswith(IMG_EXTENSIONS) for c in classes
+            for _, _, files in os.walk(osp.join(folder, c)) for n in files):
         raise DatasetLayoutError(
             f'the split is empty: the class folders under {folder} hold no '
             f'images ({", ".join(IMG_EXTENSIONS)}).')

@@ -18,8 +18,8 @@ from mmengine import fileio
 from mmengine.logging import MMLogger
 
 from mdeq_mm.registry import register
-from .checks import DataFileError
-from .cityscapes_labels import CONVERTER, IGNORE, TRAIN_IDS
+from .checks import DataFileError, label_value_problem
+from .cityscapes_labels import IGNORE, TRAIN_IDS
 
 BAD_FILE_MODES = ('raise', 'skip')
 
@@ -51,8 +51,8 @@ class _BadFiles:
         self.on_bad_file = on_bad_file
         self.skipped = 0
 
-    def _bad(self, path: str, problem: str, fix: str):
-        msg = f'{path}: {problem}. {fix}'
+    def _bad(self, path: str, problem: str, fix: str = ''):
+        msg = f'{path}: {problem}.' + (f' {fix}' if fix else '')
         if self.on_bad_file == 'raise':
             raise DataFileError(msg)
         self.skipped += 1
@@ -171,14 +171,8 @@ if LoadAnnotations is not None:
                     f"{results.get('img_path')} is {shape[1]}x{shape[0]} "
                     '(width x height)', fix)
             if self.num_classes is not None:
-                bad = np.unique(lab[(lab >= self.num_classes)
-                                    & (lab != self.ignore_index)])
-                if bad.size:
-                    return self._bad(
-                        path, f'holds values {bad[:8].tolist()}, neither '
-                        f'class indices (0..{self.num_classes - 1}) nor the '
-                        f'ignore label {self.ignore_index}: raw Cityscapes '
-                        'label ids?', 'Convert the download with '
-                        f'{CONVERTER.format(root="<data root>")} and use '
-                        f'the *{TRAIN_IDS} maps')
+                problem = label_value_problem(lab, self.num_classes,
+                                              self.ignore_index)
+                if problem:  # (the problem names the fix)
+                    return self._bad(path, problem)
             return results

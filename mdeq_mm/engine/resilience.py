@@ -30,6 +30,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
+from mmengine.runner import EpochBasedTrainLoop
 
 from mdeq_mm.registry import register
 from .checkpointing import ATOMIC_BACKEND, write_last_checkpoint
@@ -78,8 +79,8 @@ def save_interrupted(runner) -> str:
     """Save the state after the current (finished) iteration as
     ``iter_<n>_interrupted.pth`` (model, optimiser, schedulers, message
     hub), atomically, and point ``last_checkpoint`` at it (rank 0); returns
-    its path."""
-    by_epoch = runner.train_loop.__class__.__name__ == 'EpochBasedTrainLoop'
+    its path. Needs no collective, so it can be called on rank 0 alone;
+    the tools' ``close_distributed`` makes the other ranks wait for it."""
     n = runner.iter + 1
     name = f'iter_{n}_interrupted.pth'
     path = osp.join(runner.work_dir, name)
@@ -89,9 +90,7 @@ def save_interrupted(runner) -> str:
                            backend_args=dict(ATOMIC_BACKEND))
     if runner.rank == 0:
         write_last_checkpoint(runner.work_dir, path)
-    if _distributed():
-        dist.barrier()
-    if by_epoch:
+    if isinstance(runner.train_loop, EpochBasedTrainLoop):
         runner.logger.warning(
             'an epoch-based run resumes from the start of the interrupted '
             'epoch (mmengine restarts epochs whole)')
