@@ -90,6 +90,7 @@ if __name__ == '__main__':
     add_mim_extension()
     tests = parse_requirements('requirements/tests.txt')
     optional = parse_requirements('requirements/optional.txt')
+    deploy = parse_requirements('requirements/deploy.txt')
     mim = parse_requirements('requirements/mminstall.txt')
     setup(
         name='mdeq_mm',
@@ -115,7 +116,8 @@ if __name__ == '__main__':
         extras_require={
             'tests': tests,
             'optional': optional,
+            'deploy': deploy,
             'mim': mim,
-            'all': tests + optional,
+            'all': tests + optional + deploy,
         },
         zip_safe=False)

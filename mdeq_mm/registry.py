@@ -27,3 +27,24 @@ def register(cls, kind: str, hosts: Sequence[str] = HOSTS,
                            kind)
         registry.register_module(module=cls)
     return cls
+
+
+def scope_of(cfg) -> str:
+    """The host package of a config: its ``default_scope`` ('mmseg' when
+    unset, as the project's segmentation configs assume)."""
+    scope = cfg.get('default_scope', None) or 'mmseg'
+    if scope not in HOSTS:
+        raise ValueError(f'default_scope {scope!r}: mdeq_mm builds models '
+                         f'of {list(HOSTS)}; set default_scope to one of '
+                         'them in the config')
+    return scope
+
+
+def build_model(cfg, model_cfg=None):
+    """Build ``cfg.model`` (or ``model_cfg``) in the MODELS registry of the
+    config's scope (:func:`scope_of`), inside that default scope."""
+    from mmengine.registry import DefaultScope
+    scope = scope_of(cfg)
+    models = importlib.import_module(f'{scope}.registry').MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        return models.build(cfg.model if model_cfg is None else model_cfg)

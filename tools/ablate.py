@@ -33,7 +33,6 @@ import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
 A = 'configs/ablations/'
 GROUPS = {
     'scales': [('{4}', A + 'scales-4.py'), ('{4,8}', A + 'scales-4-8.py'),
@@ -74,7 +73,7 @@ def last_val(work_dir):
 
 
 def train(config, work_dir, opts):
-    from tools.tool_utils import final_checkpoint
+    from tool_utils import final_checkpoint
     done = osp.isfile(final_checkpoint(osp.join(ROOT, config), work_dir)) and \
         osp.isfile(osp.join(work_dir, 'run_stats.json'))
     if done:
@@ -92,8 +91,10 @@ def train(config, work_dir, opts):
 
 
 def count_params(config):
-    from tools.analysis._common import build_model, load_cfg
-    model, _ = build_model(load_cfg(osp.join(ROOT, config)))
+    from analysis._common import build_model
+
+    from mdeq_mm.utils import load_config
+    model, _ = build_model(load_config(osp.join(ROOT, config)))
     return sum(p.numel() for p in model.parameters())
 
 
@@ -113,7 +114,7 @@ def summarize(name, config, work_dir):
 
 def budget_rows(work_dir, opts):
     """The baseline at several evaluation budgets (budget_curve.py)."""
-    from tools.tool_utils import final_checkpoint
+    from tool_utils import final_checkpoint
     config = A + 'baseline.py'
     ckpt = final_checkpoint(osp.join(ROOT, config), work_dir)
     out = osp.join(ROOT, work_dir + '_budget.png')

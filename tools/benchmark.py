@@ -26,15 +26,12 @@ Usage:
 import argparse
 import inspect
 import os.path as osp
-import sys
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from mdeq_mm.ops.solvers import broyden  # noqa: E402
-from mdeq_mm.utils.profiling import (PeakMemory, run_isolated,  # noqa: E402
+from mdeq_mm.ops.solvers import broyden
+from mdeq_mm.utils.profiling import (PeakMemory, run_isolated, save_results,
                                      timed)
-from tools.tool_utils import save_results  # noqa: E402
 
 # steps the forward Broyden solve stores: min(budget + 1, its history)
 HISTORY = inspect.signature(broyden).parameters['history'].default
@@ -253,7 +250,8 @@ def main():
     m40 = mem[(40, 'ift')]['peak_mb'] - mem[(40, 'ift')]['history_mb']
     print(f'- implicit memory at budget 40 / at 10, history excluded: '
           f'{m40 / m10:.2f} (target <= 1.1)')
-    save_results(rows, osp.join(args.out_dir, 'benchmark.png'), plot)
+    png = osp.join(args.out_dir, 'benchmark.png')
+    print(f'\nwrote {save_results(rows, png, plot)} and {png}')
 
 
 def plot(rows, path):

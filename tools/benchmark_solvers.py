@@ -18,16 +18,13 @@ Usage:
 """
 import argparse
 import os.path as osp
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from mdeq_mm.ops import solve  # noqa: E402
-from mdeq_mm.utils.profiling import PeakMemory, run_isolated  # noqa: E402
-from tools.tool_utils import save_results  # noqa: E402
+from mdeq_mm.ops import solve
+from mdeq_mm.utils.profiling import PeakMemory, run_isolated, save_results
 
 TOL = 1e-3
 # (implementation, solver, options): our Broyden by default (16-step memory,
@@ -219,7 +216,8 @@ def main():
         print(f"| {r['problem']} | {r['dim']:,} | {r['impl']} {r['solver']}"
               f" | {nfev} | {r['rel']:.2e} | {r['time']:.3f} | "
               f"{r['mem_mb']:.1f} | {r['overhead']:.3f} |")
-    save_results(rows, osp.join(args.out_dir, 'solvers.png'), plot)
+    png = osp.join(args.out_dir, 'solvers.png')
+    print(f'\nwrote {save_results(rows, png, plot)} and {png}')
 
 
 if __name__ == '__main__':

@@ -35,6 +35,10 @@ REQUIREMENTS = [
     ('opencv-python', 'opencv-python', 'cv2', '', 'pip install opencv-python'),
     ('ftfy', 'ftfy', 'ftfy', '', 'pip install ftfy'),
     ('regex', 'regex', 'regex', '', 'pip install regex'),
+    ('onnx', 'onnx', 'onnx', '>=1.16',
+     'pip install "onnx>=1.16" (ONNX export, tools/deployment)'),
+    ('onnxruntime', 'onnxruntime', 'onnxruntime', '>=1.17',
+     'pip install "onnxruntime>=1.17" (tools/deployment --verify)'),
 ]
 
 

@@ -19,7 +19,6 @@ import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 
 def run(step, cmd):
@@ -52,7 +51,7 @@ def main():
     print(f'demo data: {city} (Cityscapes download layout, converted), '
           f'{imnet} (ImageNet layout, flat val with meta/val.txt)')
     wd = args.work_dir
-    from tools.tool_utils import final_checkpoint
+    from tool_utils import final_checkpoint
     cls_ckpt = final_checkpoint(
         osp.join(ROOT, 'configs/demo/mdeq-demo_cls.py'), osp.join(wd, 'cls'))
     seg_data = [
@@ -95,7 +94,7 @@ def main():
         dirs = [osp.join(wd, n) for n in
                 ('seg_scratch', 'seg_finetune', 'seg_frozen')]
         names = ['from scratch', 'fine-tuned', 'frozen backbone']
-    from tools.analysis.compare_transfer import main as compare
+    from analysis.compare_transfer import main as compare
     print('\nTransfer comparison (demo data, validation split):')
     rows = compare(dirs + ['--names'] + names +
                    ['--out', osp.join(wd, 'transfer.md')])

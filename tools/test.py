@@ -10,18 +10,12 @@ Usage:
 (train ids); classification, a pickle file of the predictions.
 """
 import argparse
-import os.path as osp
-import sys
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
 
-    from tools.tool_utils import parse_with_launcher
+    from tool_utils import parse_with_launcher
     parser = argparse.ArgumentParser(description='Test (and eval) a model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -38,7 +32,7 @@ def parse_args(argv=None):
 
 def build_cfg(args):
     from mdeq_mm.datasets import check_datasets
-    from tools.tool_utils import load_tool_cfg
+    from tool_utils import load_tool_cfg
     cfg = load_tool_cfg(args.config, args.cfg_options, args.work_dir,
                         args.launcher)
     from mdeq_mm.engine import checkpoint_problem
@@ -72,7 +66,7 @@ def build_cfg(args):
                 dict(type='DumpResults', out_file_path=args.out)
             ]
     if args.tta:
-        from tools.tool_utils import apply_tta
+        from tool_utils import apply_tta
         apply_tta(cfg)
     check_datasets(cfg, ['test_dataloader'])
     return cfg
@@ -80,7 +74,7 @@ def build_cfg(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    from tools.tool_utils import user_error_exit
+    from tool_utils import user_error_exit
     try:
         cfg = build_cfg(args)
     except (FileNotFoundError, ValueError) as e:
@@ -93,7 +87,7 @@ def main(argv=None):
         if exit_ is None:
             raise
         raise exit_ from None
-    from tools.tool_utils import close_distributed
+    from tool_utils import close_distributed
     close_distributed()
     return metrics
 

@@ -1,10 +1,9 @@
 # Copyright (c) mdeq_mm authors. All rights reserved.
 """Shared by the tools: launcher arguments, config handling, checkpoint
 names and result files."""
-import json
 import os
 import os.path as osp
-from typing import Callable, Optional
+from typing import Optional
 
 
 def parse_with_launcher(parser, argv=None):
@@ -50,33 +49,13 @@ def load_tool_cfg(config: str,
                   cfg_options: Optional[dict] = None,
                   work_dir: Optional[str] = None,
                   launcher: str = 'none'):
-    """Read a config for a tool run.
-
-    Applies the command-line overrides, defaults ``work_dir`` to
-    ``./work_dirs/<config stem>``, turns ``persistent_workers`` off for
-    loaders without workers (mmengine refuses the combination) and prepares
-    CPU multi-process runs (:mod:`mdeq_mm.engine.cpu_dist`).
-    """
-    import mdeq_mm  # noqa: F401 (registers modules, checkpoint loading)
-    from mmengine.config import Config
-
+    """Read a config for a tool run: :func:`mdeq_mm.utils.load_config`
+    with the launcher set, and CPU multi-process runs prepared
+    (:mod:`mdeq_mm.engine.cpu_dist`)."""
     from mdeq_mm.engine.cpu_dist import setup_cpu_distributed
-    cfg = Config.fromfile(config)
+    from mdeq_mm.utils import load_config
+    cfg = load_config(config, cfg_options, work_dir)
     cfg.launcher = launcher
-    if cfg_options is not None:
-        cfg.merge_from_dict(cfg_options)
-        if 'custom_imports' in cfg:  # Config.fromfile imported the file's
-            from mmengine.utils import import_modules_from_strings
-            import_modules_from_strings(**cfg['custom_imports'])
-    if work_dir is not None:
-        cfg.work_dir = work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(config))[0])
-    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        loader = cfg.get(name)
-        if loader and loader.get('num_workers', 0) == 0:
-            loader['persistent_workers'] = False
     setup_cpu_distributed(cfg)
     return cfg
 
@@ -87,18 +66,6 @@ def final_checkpoint(config: str, work_dir: str) -> str:
     from mmengine.config import Config
     iters = Config.fromfile(config).train_cfg.max_iters
     return osp.join(work_dir, f'iter_{iters}.pth')
-
-
-def save_results(data, png_path: str, plot: Callable) -> None:
-    """Save ``data`` as JSON (first, so a failing plot loses nothing) and
-    draw ``plot(data, png_path)`` beside it (same stem), creating the
-    folder."""
-    os.makedirs(osp.dirname(osp.abspath(png_path)), exist_ok=True)
-    json_path = osp.splitext(png_path)[0] + '.json'
-    with open(json_path, 'w') as f:
-        json.dump(data, f, indent=1)
-    plot(data, png_path)
-    print(f'\nwrote {json_path} and {png_path}')
 
 
 def apply_tta(cfg) -> None:

@@ -16,18 +16,13 @@ skipped) stop the run with the last finite weights saved. See
 :mod:`mdeq_mm.engine.resilience`.
 """
 import argparse
-import os.path as osp
 import sys
-
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
 
-    from tools.tool_utils import parse_with_launcher
+    from tool_utils import parse_with_launcher
     parser = argparse.ArgumentParser(description='Train a model')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
@@ -61,7 +56,7 @@ def build_cfg(args):
     from mdeq_mm.datasets import check_datasets
     from mdeq_mm.engine import (checkpoint_problem, enable_fault_tolerance,
                                 resume_checkpoint)
-    from tools.tool_utils import load_tool_cfg
+    from tool_utils import load_tool_cfg
     cfg = load_tool_cfg(args.config, args.cfg_options, args.work_dir,
                         args.launcher)
     if args.amp:
@@ -99,7 +94,7 @@ def build_cfg(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    from tools.tool_utils import user_error_exit
+    from tool_utils import user_error_exit
     try:
         cfg = build_cfg(args)
     except (FileNotFoundError, ValueError) as e:
@@ -109,7 +104,7 @@ def main(argv=None):
 
     from mdeq_mm.engine import (TrainingDiverged, TrainingInterrupted,
                                 save_interrupted)
-    from tools.tool_utils import close_distributed
+    from tool_utils import close_distributed
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
               RUNNERS.build(cfg))
     try:

@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from mdeq_mm.registry import build_model
 from mdeq_mm.utils.paths import config_path
 
 COPY_PREFIXES = ('fullstage_copy.', 'deq.func.', 'deq.func_copy.')
@@ -243,7 +244,6 @@ def convert(path: str, task: Optional[str] = None) -> dict:
 def build_target(config: str, options: List[str]):
     """Build the mdeq_mm model named by a config plus cfg-options."""
     from mmengine.config import Config, DictAction
-    from mmengine.registry import DefaultScope
     cfg = Config.fromfile(config_path(config))
     if options:
         parsed = {}
@@ -253,13 +253,7 @@ def build_target(config: str, options: List[str]):
         cfg.merge_from_dict(parsed)
     cfg.model.pop('init_cfg', None)
     cfg.model.backbone.pop('init_cfg', None)
-    scope = cfg.get('default_scope')
-    if scope == 'mmseg':
-        from mmseg.registry import MODELS
-    else:
-        from mmpretrain.registry import MODELS
-    with DefaultScope.overwrite_default_scope(scope):
-        return MODELS.build(cfg.model)
+    return build_model(cfg)
 
 
 def check_against_model(state, model) -> List[str]:

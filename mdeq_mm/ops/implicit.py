@@ -34,6 +34,7 @@ import torch
 from torch import Tensor
 
 from .solvers import CONVERGED, SolverStats, check_solver_cfg, solve
+from .validation import check_keys
 
 GRAD_MODES = ('ift', 'phantom', 'unrolled')
 GRAD_OPTIONS = {
@@ -183,6 +184,11 @@ class ImplicitLayer:
             stop_mode defaults to 'initial': ‖r‖ / ‖g‖);
             'phantom': k (int, default 1), tau (float, default 1.0);
             'unrolled': depth (int, default 5).
+        solver_dtype (str | None): 'float64' runs the solvers' arithmetic
+            (state, history, updates) in float64 while f keeps the model's
+            dtype: float32 Broyden / Anderson lose about 1e-4 relative on
+            large states (measured on MDEQ-Small at 512x1024), float64 ones
+            about 1e-6. None: float32 (float64 for a float64 model).
     """
 
     def __init__(self,
@@ -190,7 +196,8 @@ class ImplicitLayer:
                  solver_cfg: Optional[dict] = None,
                  eval_solver_cfg: Optional[dict] = None,
                  grad: str = 'ift',
-                 grad_cfg: Optional[dict] = None):
+                 grad_cfg: Optional[dict] = None,
+                 solver_dtype: Optional[str] = None):
         self.solver = solver
         self.solver_cfg = dict(solver_cfg or {})
         self.eval_solver_cfg = (None if eval_solver_cfg is None else
@@ -202,6 +209,17 @@ class ImplicitLayer:
         # trace the residual of every scale in every solver iteration
         # (forward and backward); for analysis, costs two passes per step
         self.trace_scales = False
+        self.solver_dtype = None
+        self.set_solver_dtype(solver_dtype)
+
+    def set_solver_dtype(self, dtype: Optional[str]) -> None:
+        """The solvers' arithmetic: None or 'float32' (float64 for a float64
+        model), or 'float64' whatever the model's dtype (f itself keeps
+        the model's; see the class docstring)."""
+        if dtype not in (None, 'float32', 'float64'):
+            raise ValueError(f"solver_dtype must be None, 'float32' or "
+                             f"'float64', got {dtype!r}")
+        self.solver_dtype = torch.float64 if dtype == 'float64' else None
 
     def set_grad(self, grad: str, grad_cfg: Optional[dict] = None) -> None:
         """Switch the gradient strategy (validated)."""
@@ -209,11 +227,7 @@ class ImplicitLayer:
             raise ValueError(f'unknown gradient strategy {grad!r}; valid: '
                              f'{list(GRAD_MODES)}')
         grad_cfg = dict(grad_cfg or {})
-        unknown = sorted(set(grad_cfg) - set(GRAD_OPTIONS[grad]))
-        if unknown:
-            raise ValueError(f'unknown option(s) {unknown} for gradient '
-                             f'{grad!r}; valid options: '
-                             f'{list(GRAD_OPTIONS[grad])}')
+        check_keys(grad_cfg, GRAD_OPTIONS[grad], f'gradient {grad!r}')
         if grad == 'ift':
             grad_cfg.setdefault('solver', 'broyden')
             # the adjoint is a linear solve from w = 0: stop on and keep the
@@ -250,50 +264,64 @@ class ImplicitLayer:
         Gradients are attached only when torch grad mode is enabled (also in
         evaluation, for users who differentiate the output at test time).
         """
-        packer = StatePacker.like(z0)
-        track = torch.is_grad_enabled()
         if self.grad == 'unrolled':  # with or without grad
             z = list(z0)
             for _ in range(self.grad_cfg['depth']):
                 z = f(z)
             return z, DEQStats('unrolled',
                                nfev_tracked=self.grad_cfg['depth'])
-        dtype = torch.float64 if z0[0].dtype == torch.float64 else \
-            torch.float32
+        packer = StatePacker.like(z0)
+        state_dtype = z0[0].dtype
+        dtype = torch.float64 if torch.float64 in (
+            state_dtype, self.solver_dtype) else torch.float32
 
-        def f_flat(z):
-            return packer.pack(f(packer.unpack(z)), dtype)
+        def f_flat(z):  # f runs in the state's dtype, the solver in dtype
+            return packer.pack(f(packer.unpack(z.to(state_dtype))), dtype)
 
+        track = torch.is_grad_enabled()
+        extra = dict(scales=packer.sizes) if self.trace_scales else {}
+        z_star, stats = self._solve(f_flat, packer, packer.pack(z0, dtype),
+                                    track if training is None else training,
+                                    extra)
+        if not track:
+            stats.mode = 'solve'
+            z = packer.unpack(z_star)
+        elif self.grad == 'phantom':
+            z = self._phantom(f, packer.unpack(z_star), stats)
+        else:
+            z = packer.unpack(self._ift(f_flat, z_star, stats, extra))
+        return [t.to(z0[i].dtype) for i, t in enumerate(z)], stats
+
+    def _solve(self, f_flat, packer: StatePacker, z0: Tensor, training: bool,
+               extra: dict) -> Tuple[Tensor, DEQStats]:
+        """The forward solve without a graph (training or evaluation
+        options), with its statistics and the per-scale residuals."""
         cfg = self.solver_cfg
-        if training is None:
-            training = track
         if not training and self.eval_solver_cfg is not None:
             cfg = self.eval_solver_cfg
-        extra = dict(scales=packer.sizes) if self.trace_scales else {}
         with torch.no_grad():
-            z_star, fstats = solve(self.solver, f_flat,
-                                   packer.pack(z0, dtype), **cfg, **extra)
+            z_star, fstats = solve(self.solver, f_flat, z0, **cfg, **extra)
             fz = fstats.fz
             fstats.fz = None
             per_scale = packer.per_scale_norm(fz - z_star) / (
                 packer.per_scale_norm(fz) + 1e-9)
-        stats = DEQStats('solve' if not track else self.grad,
-                         forward=fstats,
-                         rel_residual_per_scale=per_scale)
-        if not track:
-            return [t.to(z0[i].dtype)
-                    for i, t in enumerate(packer.unpack(z_star))], stats
-        if self.grad == 'phantom':
-            k, tau = self.grad_cfg['k'], self.grad_cfg['tau']
-            z = packer.unpack(z_star)
-            for _ in range(k):
-                fz = f(z)
-                z = fz if tau == 1 else [(1 - tau) * a + tau * b
-                                         for a, b in zip(z, fz)]
-            stats.nfev_tracked = k
-            return list(z), stats
-        # 'ift': one tracked application; the adjoint solve happens in
-        # backward on the graph of this application.
+        return z_star, DEQStats(self.grad, forward=fstats,
+                                rel_residual_per_scale=per_scale)
+
+    def _phantom(self, f, z: List[Tensor], stats: DEQStats) -> List[Tensor]:
+        """k tracked damped steps from z*."""
+        k, tau = self.grad_cfg['k'], self.grad_cfg['tau']
+        for _ in range(k):
+            fz = f(z)
+            z = fz if tau == 1 else [(1 - tau) * a + tau * b
+                                     for a, b in zip(z, fz)]
+        stats.nfev_tracked = k
+        return list(z)
+
+    def _ift(self, f_flat, z_star: Tensor, stats: DEQStats,
+             extra: dict) -> Tensor:
+        """One tracked application; the adjoint solve happens in backward
+        on the graph of this application."""
         z_star = z_star.requires_grad_()
         z_plus = f_flat(z_star)
 
@@ -305,5 +333,4 @@ class ImplicitLayer:
                                     dict(self.grad_cfg['solver_cfg'],
                                          **extra), stats)
         stats.nfev_tracked = 1
-        return [t.to(z0[i].dtype)
-                for i, t in enumerate(packer.unpack(z_out))], stats
+        return z_out

@@ -16,7 +16,15 @@ Each sample stops on its own: once its residual is below ``tol`` it is frozen
 is frozen at its best iterate with the matching stop reason. The loop only
 asks the host whether every sample has stopped every ``check_every``
 iterations, so a GPU run does not stall on a sync per iteration.
+
+Inside :func:`static_graph` the same arithmetic runs as a graph fixed by
+the arguments (for tracing and ONNX export): every one of the ``max_iter``
+iterations runs (frozen samples are masked, as always), nothing asks the
+host, nothing is written in place, and the small linear systems of Broyden
+and Anderson are solved by unrolled elimination. With ``tol=0`` the
+results equal those of the ordinary path up to rounding.
 """
+import contextlib
 import inspect
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -24,9 +32,28 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from .validation import check_keys
+
 REASONS = ('converged', 'max_iter', 'diverged', 'non-finite')
 CONVERGED, MAX_ITER, DIVERGED, NON_FINITE = range(4)
 STOP_MODES = ('abs', 'rel', 'initial')
+_STATIC = [False]
+
+
+@contextlib.contextmanager
+def static_graph():
+    """Run solvers as a fixed graph: the whole budget, no host syncs, no
+    in-place writes, no LAPACK calls (see the module docstring)."""
+    previous, _STATIC[0] = _STATIC[0], True
+    try:
+        yield
+    finally:
+        _STATIC[0] = previous
+
+
+def is_static() -> bool:
+    """True inside :func:`static_graph`."""
+    return _STATIC[0]
 
 
 @dataclass
@@ -108,6 +135,66 @@ def _segment_rel(g: Tensor, fz: Tensor, scales) -> Tensor:
     ], 1)
 
 
+def _check_args(z0: Tensor, stop_mode: str, max_iter: int) -> None:
+    if z0.dim() != 2:
+        raise ValueError(f'solvers take flat states of shape (B, D); got '
+                         f'{tuple(z0.shape)}. Pack multiscale states with '
+                         'mdeq_mm.ops.StatePacker first.')
+    if stop_mode not in STOP_MODES:
+        raise ValueError(f'stop_mode must be one of {STOP_MODES}, '
+                         f'got {stop_mode!r}')
+    if max_iter < 0:
+        raise ValueError(f'max_iter must be >= 0, got {max_iter}')
+
+
+class _State:
+    """The current iterate of every row: z, f(z), g = f(z) − z, residuals
+    and whether f(z) was finite."""
+
+    def __init__(self, f, z, dtype):
+        fz = f(z).detach().to(dtype)
+        self.z, self.fz, self.g = z, fz, fz - z
+        a, n = _norm(self.g), _norm(fz)
+        self.abs, self.rel = a, a / (n + 1e-9)
+        # the norms are finite iff the rows are
+        self.ok = torch.isfinite(a) & torch.isfinite(n)
+
+    def keep(self, new: '_State', mask: Tensor, masked: bool) -> '_State':
+        """``new`` where ``mask``, self elsewhere (``masked=False``: every
+        row is known to take ``new``)."""
+        if not masked:
+            return new
+        for name in ('z', 'fz', 'g'):
+            setattr(new, name, _merge(mask, getattr(new, name),
+                                      getattr(self, name)))
+        for name in ('abs', 'rel'):
+            setattr(new, name, torch.where(mask, getattr(new, name),
+                                           getattr(self, name)))
+        return new
+
+
+class _Best:
+    """Per row, the iterate with the lowest stopping criterion so far."""
+
+    def __init__(self, state: _State, crit: Tensor):
+        self.z, self.fz, self.crit = state.z, state.fz, crit
+        self.abs, self.rel = state.abs, state.rel
+        self.step = torch.zeros_like(crit, dtype=torch.long)
+
+    def update(self, state: _State, crit: Tensor, step: int,
+               masked: bool) -> None:
+        better = crit < self.crit
+        self.crit = torch.where(better, crit, self.crit)
+        self.abs = torch.where(better, state.abs, self.abs)
+        self.rel = torch.where(better, state.rel, self.rel)
+        self.step = torch.where(better, step, self.step)
+        if not masked and bool(better.all()):
+            self.z, self.fz = state.z, state.fz  # never modified in place
+        else:
+            self.z = _merge(better, state.z, self.z)
+            self.fz = _merge(better, state.fz, self.fz)
+
+
 def _iterate(f: Callable[[Tensor], Tensor],
              z0: Tensor,
              method: _Method,
@@ -123,109 +210,78 @@ def _iterate(f: Callable[[Tensor], Tensor],
     Row-wise masking (frozen rows, rejected non-finite rows, lowest-iterate
     bookkeeping) uses ``torch.where`` on accelerators, which needs no host
     sync; on the CPU, where a sync is free, the common case in which every
-    row moved (or improved) skips the masking passes.
+    row moved (or improved) skips the masking passes. In
+    :func:`static_graph` every step masks and none asks the host.
     """
-    if z0.dim() != 2:
-        raise ValueError(f'solvers take flat states of shape (B, D); got '
-                         f'{tuple(z0.shape)}. Pack multiscale states with '
-                         'mdeq_mm.ops.StatePacker first.')
-    if stop_mode not in STOP_MODES:
-        raise ValueError(f'stop_mode must be one of {STOP_MODES}, '
-                         f'got {stop_mode!r}')
-    if max_iter < 0:
-        raise ValueError(f'max_iter must be >= 0, got {max_iter}')
-    cpu = z0.device.type == 'cpu'
+    _check_args(z0, stop_mode, max_iter)
+    static = is_static()
+    # may the loop ask the host (free on the CPU) to skip masking passes?
+    ask = z0.device.type == 'cpu' and not static
     if check_every is None:
-        check_every = 1 if cpu else 4
+        check_every = 1 if z0.device.type == 'cpu' else 4
     dtype = torch.float64 if z0.dtype == torch.float64 else torch.float32
-    z = z0.detach().to(dtype)
+    state = _State(f, z0.detach().to(dtype), dtype)
+    method.init(state.z, state.fz, state.g)
+    inf = torch.full_like(state.abs, float('inf'))
+    state.abs = torch.where(state.ok, state.abs, inf)
+    state.rel = torch.where(state.ok, state.rel, inf)
+    res0 = state.abs
 
-    def evaluate(x):
-        fx = f(x).detach().to(dtype)
-        g = fx - x
-        a, n = _norm(g), _norm(fx)
-        # the norms are finite iff the rows are
-        return fx, g, a, a / (n + 1e-9), torch.isfinite(a) & torch.isfinite(n)
-
-    fz, g, abs_res, rel_res, ok = evaluate(z)
-    method.init(z, fz, g)
-    bsz = z.shape[0]
-    inf = torch.full((bsz, ), float('inf'), dtype=dtype, device=z.device)
-    abs_res = torch.where(ok, abs_res, inf)
-    rel_res = torch.where(ok, rel_res, inf)
-    res0 = abs_res
-
-    def criterion(abs_res, rel_res):
+    def criterion(s):
         if stop_mode == 'abs':
-            return abs_res
+            return s.abs
         if stop_mode == 'initial':
-            return abs_res / (res0 + 1e-30)
-        return rel_res
+            return s.abs / (res0 + 1e-30)
+        return s.rel
 
-    crit = criterion(abs_res, rel_res)
+    crit = criterion(state)
     reason = torch.where(
-        ok, torch.where(crit < tol, CONVERGED, MAX_ITER),
+        state.ok, torch.where(crit < tol, CONVERGED, MAX_ITER),
         NON_FINITE).long()
     active = reason == MAX_ITER
-    best_z, best_fz, best_crit = z, fz, crit
-    best_abs, best_rel = abs_res, rel_res
-    best_step = torch.zeros(bsz, dtype=torch.long, device=z.device)
-    nfev = torch.ones(bsz, dtype=torch.long, device=z.device)
-    abs_trace, rel_trace = [abs_res], [rel_res]
-    scale_trace = [_segment_rel(g, fz, scales)] if scales else None
+    best = _Best(state, crit)
+    nfev = torch.ones_like(reason)
+    abs_trace, rel_trace = [state.abs], [state.rel]
+    scale_trace = [_segment_rel(state.g, state.fz, scales)] if scales \
+        else None
     for step in range(1, max_iter + 1):
-        if step % check_every == 0 or step == 1:
+        if not static and (step % check_every == 0 or step == 1):
             if not bool(active.any()):
                 break
-        all_active = cpu and bool(active.all())
-        z_new = method.propose(z, fz, g)
+        all_active = ask and bool(active.all())
+        z_new = method.propose(state.z, state.fz, state.g)
         if not all_active:
-            z_new = _merge(active, z_new, z)
-        fz_new, g_new, abs_new, rel_new, ok = evaluate(z_new)
-        nfev += active
+            z_new = _merge(active, z_new, state.z)
+        new = _State(f, z_new, dtype)
+        nfev = nfev + active
         # A non-finite row is rejected: it keeps its last good values.
-        keep = ok & active
-        if cpu and bool(keep.all()):
-            z, fz, g, abs_res, rel_res = z_new, fz_new, g_new, abs_new, rel_new
-        else:
-            z, fz, g = (_merge(keep, a, b)
-                        for a, b in ((z_new, z), (fz_new, fz), (g_new, g)))
-            abs_res = torch.where(keep, abs_new, abs_res)
-            rel_res = torch.where(keep, rel_new, rel_res)
-        method.observe(z, fz, g, keep)
-        crit = criterion(abs_res, rel_res)
-        better = crit < best_crit
-        best_crit = torch.where(better, crit, best_crit)
-        best_abs = torch.where(better, abs_res, best_abs)
-        best_rel = torch.where(better, rel_res, best_rel)
-        best_step = torch.where(better, step, best_step)
-        if cpu and bool(better.all()):
-            best_z, best_fz = z, fz  # tensors are never modified in place
-        else:
-            best_z, best_fz = _merge(better, z, best_z), _merge(
-                better, fz, best_fz)
+        keep = new.ok & active
+        state = state.keep(new, keep, not (ask and bool(keep.all())))
+        method.observe(state.z, state.fz, state.g, keep)
+        crit = criterion(state)
+        best.update(state, crit, step, not ask)
         new_reason = torch.where(
-            ~ok, NON_FINITE,
+            ~new.ok, NON_FINITE,
             torch.where(crit < tol, CONVERGED,
-                        torch.where(abs_res > divergence * res0, DIVERGED,
+                        torch.where(state.abs > divergence * res0, DIVERGED,
                                     MAX_ITER))).long()
         reason = torch.where(active, new_reason, reason)
         active = reason == MAX_ITER
-        abs_trace.append(abs_res)
-        rel_trace.append(rel_res)
+        abs_trace.append(state.abs)
+        rel_trace.append(state.rel)
         if scales:
-            scale_trace.append(_segment_rel(g, fz, scales))
+            scale_trace.append(_segment_rel(state.g, state.fz, scales))
     stats = SolverStats(
         abs_trace=torch.stack(abs_trace, 1),
         rel_trace=torch.stack(rel_trace, 1),
         nfev=nfev,
-        lowest_step=best_step,
-        abs_lowest=best_abs,
-        rel_lowest=best_rel,
+        lowest_step=best.step,
+        abs_lowest=best.abs,
+        rel_lowest=best.rel,
         reason=reason,
-        fz=best_fz,
+        fz=best.fz,
         rel_trace_scales=torch.stack(scale_trace, 1) if scales else None)
-    return best_z, stats
+    return best.z, stats
 
 
 class _FixedPoint(_Method):
@@ -249,6 +305,143 @@ def _split(dim: int, device: torch.device) -> int:
         return 1
     return next((p for p in (8, 4, 2) if dim % p == 0 and dim // p >= 4096),
                 1)
+
+
+def _lower_mask(k: int, device, diagonal: int = 0) -> Tensor:
+    """(k, k) bool mask of the entries on and below ``diagonal``."""
+    i = torch.arange(k, device=device)
+    return i[:, None] - i[None, :] >= -diagonal
+
+
+def _diagonal(M: Tensor) -> Tensor:
+    """(B, n) diagonal of (B, n, n) matrices (a masked sum in a static
+    graph: ONNX has no diagonal before opset 13)."""
+    if not is_static():
+        return M.diagonal(dim1=1, dim2=2)
+    return torch.where(_eye(M.shape[1], M.device), M, 0.).sum(2)
+
+
+def _eye(n: int, device) -> Tensor:
+    """(n, n) bool identity."""
+    i = torch.arange(n, device=device)
+    return i[:, None] == i[None, :]
+
+
+def _solve_lower(L: Tensor, b: Tensor) -> Tensor:
+    """Solve L x = b for batched lower-triangular L (B, k, k), b (B, k, 1):
+    LAPACK normally, forward substitution unrolled in a static graph."""
+    if not is_static():
+        return torch.linalg.solve_triangular(L, b, upper=False)
+    x = []
+    for j in range(L.shape[1]):
+        r = b[:, j, 0]
+        for i in range(j):
+            r = r - L[:, j, i] * x[i]
+        x.append(r / L[:, j, j])
+    return torch.stack(x, 1)[..., None]
+
+
+def _solve_unpivoted(A: Tensor, b: Tensor) -> Tensor:
+    """Gaussian elimination without pivoting, unrolled: A (B, n, n),
+    b (B, n, 1). Stable when the leading blocks of A are positive
+    definite (the static graph's replacement of ``torch.linalg.solve``)."""
+    n = A.shape[1]
+    rows = [A[:, i] for i in range(n)]
+    rhs = [b[:, i, 0] for i in range(n)]
+    for j in range(n):
+        for i in range(j + 1, n):
+            m = rows[i][:, j] / rows[j][:, j]
+            rows[i] = rows[i] - m[:, None] * rows[j]
+            rhs[i] = rhs[i] - m * rhs[j]
+    x = [None] * n
+    for i in reversed(range(n)):
+        r = rhs[i]
+        for j in range(i + 1, n):
+            r = r - rows[i][:, j] * x[j]
+        x[i] = r / rows[i][:, i]
+    return torch.stack(x, 1)[..., None]
+
+
+class _BufferSteps:
+    """Broyden steps in one (B · P, slots, D / P) buffer: chunk p of step j
+    of row b is at [b · P + p, j]; the products with the steps are batched
+    matrix products written straight into the buffer (see ``_split``)."""
+
+    def __init__(self, z: Tensor, slots: int):
+        bsz, dim = z.shape
+        self.bsz, self.P = bsz, _split(dim, z.device)
+        self.h = dim // self.P
+        # only written slots are ever read (no zero fill)
+        self.S = z.new_empty(bsz * self.P, slots, self.h)
+
+    def _chunks(self, x):
+        """(B · P, 1, D / P) view of a (B, D) state (a copy if f returned
+        a tensor whose layout allows no such view)."""
+        return x.reshape(self.bsz * self.P, 1, self.h)
+
+    def _per_chunk(self, x):
+        """(B, ...) row values → (B · P, ...), matching ``_chunks``."""
+        return x.repeat_interleave(self.P, 0) if self.P > 1 else x
+
+    def first(self, g, gamma):
+        torch.mul(self._chunks(g), self._per_chunk(gamma)[:, None, None],
+                  out=self.S[:, :1])
+
+    def step(self, j):
+        return self.S[:, j].reshape(self.bsz, -1)
+
+    def add_step(self, z, j):
+        return torch.add(self._chunks(z), self.S[:, j:j + 1]).view_as(z)
+
+    def dots(self, g, n):
+        a = torch.bmm(self._chunks(g), self.S[:, :n].transpose(1, 2))
+        return a.view(self.bsz, self.P, n).sum(1)
+
+    def put(self, n, g, c, scale, good, masked):
+        """Step n = scale · (g + Σ_j s_{j+1} c_j), g on rows not ``good``;
+        returns its squared norm."""
+        out = self.S[:, n:n + 1]
+        if c is None:
+            out.copy_(self._chunks(g))
+        else:
+            torch.baddbmm(self._chunks(g),
+                          self._per_chunk(c[..., 0])[:, None],
+                          self.S[:, 1:n], out=out)
+        out.mul_(self._per_chunk(scale)[:, None, None])
+        if masked:
+            rows = self._per_chunk(good)[:, None, None]
+            out.copy_(torch.where(rows, out, self._chunks(g)))
+        return torch.linalg.vector_norm(
+            out.view(self.bsz, self.P, self.h), dim=(1, 2))**2
+
+
+class _ListSteps:
+    """Broyden steps as a list of (B, D) tensors, for static graphs: the
+    same products as :class:`_BufferSteps`, with no in-place writes."""
+
+    def __init__(self, z: Tensor, slots: int):
+        self.S: List[Tensor] = []
+
+    def first(self, g, gamma):
+        self.S = [g * gamma[:, None]]
+
+    def step(self, j):
+        return self.S[j]
+
+    def add_step(self, z, j):
+        return z + self.S[j]
+
+    def dots(self, g, n):
+        return torch.stack([(s * g).sum(1) for s in self.S[:n]], 1)
+
+    def put(self, n, g, c, scale, good, masked):
+        w = g
+        if c is not None:
+            for j, s in enumerate(self.S[1:n]):
+                w = w + c[:, j] * s
+        w = torch.where(good[:, None], w * scale[:, None], g)
+        self.S = self.S[:n] + [w]
+        return (w * w).sum(1)
 
 
 class _Broyden(_Method):
@@ -283,94 +476,84 @@ class _Broyden(_Method):
         self.slots = max(2, min(history, max_iter + 1))
 
     def init(self, z, fz, g):
-        bsz, dim = z.shape
-        self.bsz, self.P = bsz, _split(dim, z.device)
-        self.h = dim // self.P
-        # (B · P, slots, D / P): chunk p of step j of row b is at
-        # [b · P + p, j]; only written slots are ever read (no zero fill)
-        self.S = z.new_empty(bsz * self.P, self.slots, self.h)
-        # s_iᵀ s_j; the rows of dead steps are 0
-        self.gram = z.new_zeros(bsz, self.slots, self.slots)
-        self.gamma = z.new_ones(bsz)  # H_0 = −γ I
+        self.bsz = z.shape[0]
+        store = _ListSteps if is_static() else _BufferSteps
+        self.steps = store(z, self.slots)
+        self.slot = torch.arange(self.slots, device=z.device)
+        self.gamma = z.new_ones(self.bsz)  # H_0 = −γ I
         self._restart(g)
+
+    def _set_gram(self, gram, n, dots, sq):
+        """Gram matrix with row and column n set to (dots, sq) and the
+        entries past n of that row and column zero (no in-place write)."""
+        row = torch.cat(
+            [dots, sq[:, None],
+             dots.new_zeros(self.bsz, self.slots - n - 1)], 1)
+        sel = self.slot == n
+        gram = torch.where(sel[None, :, None], row[:, None, :], gram)
+        return torch.where(sel[None, None, :], row[:, :, None], gram)
 
     def _restart(self, g):
         """Forget every step; the first one is s_0 = −H_0 g = γ g."""
-        torch.mul(self._chunks(g), self._per_chunk(self.gamma)[:, None, None],
-                  out=self.S[:, :1])
-        self.gram.zero_()
-        self.gram[:, 0, 0] = (self.gamma * _norm(g))**2
+        self.steps.first(g, self.gamma)
+        # s_iᵀ s_j; the rows of dead steps are 0
+        self.gram = self._set_gram(
+            g.new_zeros(self.bsz, self.slots, self.slots), 0,
+            g.new_zeros(self.bsz, 0), (self.gamma * _norm(g))**2)
         self.n = 1  # steps stored
         self.g_prev = g
 
-    def _chunks(self, x):
-        """(B · P, 1, D / P) view of a (B, D) state (a copy if f returned
-        a tensor whose layout allows no such view)."""
-        return x.reshape(self.bsz * self.P, 1, self.h)
-
-    def _per_chunk(self, x):
-        """(B, ...) row values → (B · P, ...), matching ``_chunks``."""
-        return x.repeat_interleave(self.P, 0) if self.P > 1 else x
-
     def propose(self, z, fz, g):
-        step = self.S[:, self.n - 1:self.n]
-        return torch.add(self._chunks(z), step).view_as(z)
+        return self.steps.add_step(z, self.n - 1)
 
     def observe(self, z, fz, g_new, ok):
         n = self.n
         if n == self.slots:  # memory full: every row restarts
             # H_0 = −γ I fitted to the last secant pair, H_0 y ≈ s:
             # γ = −sᵀy / yᵀy (Barzilai–Borwein); 1 where that is not > 0
-            s = self.S[:, n - 1:n].reshape(self.bsz, -1)
+            s = self.steps.step(n - 1)
             y = g_new - self.g_prev
-            gamma = -torch.linalg.vecdot(s, y) / _norm(y)**2
+            gamma = -(s * y).sum(1) / _norm(y)**2
             self.gamma = torch.where(
                 torch.isfinite(gamma) & (gamma > 0), gamma, 1.)
             self._restart(g_new)
             return
-        S, G = self.S[:, :n], self.gram[:, :n, :n]
+        G = self.gram[:, :n, :n]
         # pass 1: Sᵀg_new
-        a = torch.bmm(self._chunks(g_new), S.transpose(1, 2))
-        a = a.view(self.bsz, self.P, n).sum(1)
-        sq = G.diagonal(dim1=1, dim2=2)
+        a = self.steps.dots(g_new, n)
+        sq = _diagonal(G)
         live = sq > 0  # dead steps (restarted rows) have no Gram entries
         a = a * live
         k = n - 1  # index of the newest step
         # c_j ‖s_j‖² − Σ_{i<j} (s_jᵀ s_{i+1}) c_i = s_jᵀ g_new  (j < k);
         # then w = g_new + Σ_j s_{j+1} c_j and Sᵀw = Sᵀg_new + SᵀS_{1:} c
-        out = self.S[:, n:n + 1]
+        c = None
+        s_w = a
         if k:
-            lower = torch.tril(G[:, :k, 1:], diagonal=-1)
-            system = torch.diag_embed(torch.where(live[:, :k], sq[:, :k],
-                                                  1.)) - lower
-            c = torch.linalg.solve_triangular(
-                system, a[:, :k, None], upper=False)
+            lower = torch.where(_lower_mask(k, a.device, -1), G[:, :k, 1:],
+                                0.)
+            eye = _eye(k, a.device)
+            diag = torch.where(
+                eye, torch.where(live[:, :k], sq[:, :k], 1.)[:, None, :], 0.)
+            c = _solve_lower(diag - lower, a[:, :k, None])
             s_w = a + torch.bmm(G[:, :, 1:], c)[..., 0]
-            # pass 2: w, straight into the next slot
-            torch.baddbmm(self._chunks(g_new),
-                          self._per_chunk(c[..., 0])[:, None], S[:, 1:],
-                          out=out)
-        else:
-            s_w = a
-            out.copy_(self._chunks(g_new))
         # so far with H_0 = −I; with −γ I, w, Sᵀw and the c_j scale by γ
         denom = 1 - self.gamma * s_w[:, k] / torch.where(
             live[:, k], sq[:, k], 1.)
         good = ok & live[:, k] & torch.isfinite(denom) & (
             denom.abs() > 1e-10)
         scale = self.gamma / torch.where(good, denom, 1.)
-        out.mul_(self._per_chunk(scale)[:, None, None])
         s_dot = s_w * scale[:, None]  # Sᵀ s_{k+1}, no pass over S
-        if z.device.type != 'cpu' or not bool(good.all()):
-            # bad rows restart from H = −I: their steps die, they take g_new
-            rows = self._per_chunk(good)[:, None, None]
-            out.copy_(torch.where(rows, out, self._chunks(g_new)))
-            self.gram *= good[:, None, None].to(self.gram.dtype)
+        # bad rows restart from H = −I: their steps die, they take g_new
+        masked = z.device.type != 'cpu' or is_static() or not bool(
+            good.all())
+        # pass 2: w, straight into the next slot
+        sq_new = self.steps.put(n, g_new, c, scale, good, masked)
+        if masked:
+            self.gram = self.gram * good[:, None, None].to(self.gram.dtype)
             self.gamma = torch.where(good, self.gamma, 1.)
             s_dot = s_dot * good[:, None]
-        self.gram[:, n, :n] = self.gram[:, :n, n] = s_dot
-        self.gram[:, n, n] = torch.linalg.vector_norm(
-            out.view(self.bsz, self.P, self.h), dim=(1, 2))**2
+        self.gram = self._set_gram(self.gram, n, s_dot, sq_new)
         self.n = n + 1
         self.g_prev = g_new
 
@@ -380,48 +563,71 @@ class _Anderson(_Method):
 
     Mixing weights α solve min ‖Σ α_i (f(z_i) − z_i)‖² + λ ‖α‖² with
     Σ α_i = 1, λ = lam × the mean ‖f(z_i) − z_i‖² of the history (a
-    bordered linear system, torch.linalg.solve_ex). Rows whose
-    system is singular or non-finite take a plain damped fixed-point step.
+    bordered linear system, torch.linalg.solve_ex; in a static graph the
+    equivalent α = x / Σx with (GGᵀ + λI) x = 1, by unrolled elimination).
+    Rows whose system is singular or non-finite take a plain damped
+    fixed-point step.
     """
 
     def __init__(self, m, lam, beta):
         self.m, self.lam, self.beta = m, lam, beta
 
     def init(self, z, fz, g):
-        bsz, dim = z.shape
-        self.F = z.new_zeros(bsz, self.m, dim)  # f(z_i)
-        self.G = z.new_zeros(bsz, self.m, dim)  # f(z_i) − z_i
-        self.F[:, 0], self.G[:, 0] = fz, g
+        if is_static():  # lists of (B, D) tensors, no in-place writes
+            self.F, self.G = [fz], [g]
+        else:
+            bsz, dim = z.shape
+            self.F = z.new_zeros(bsz, self.m, dim)  # f(z_i)
+            self.G = z.new_zeros(bsz, self.m, dim)  # f(z_i) − z_i
+            self.F[:, 0], self.G[:, 0] = fz, g
         self.n = 1
         self.last = 0
 
     def observe(self, z, fz, g, ok):
         slot = self.n % self.m
-        self.F[:, slot] = _merge(ok, fz, self.F[:, self.last])
-        self.G[:, slot] = _merge(ok, g, self.G[:, self.last])
+        if is_static():
+            F, G = self.F[self.last], self.G[self.last]
+            if slot == len(self.F):
+                self.F, self.G = self.F + [F], self.G + [G]
+            self.F[slot], self.G[slot] = _merge(ok, fz, F), _merge(ok, g, G)
+        else:
+            self.F[:, slot] = _merge(ok, fz, self.F[:, self.last])
+            self.G[:, slot] = _merge(ok, g, self.G[:, self.last])
         self.last = slot
         self.n += 1
+
+    def _weights(self, GG: Tensor) -> Tuple[Tensor, Tensor]:
+        """Mixing weights α (B, n) and the rows whose system was solved."""
+        bsz, n = GG.shape[:2]
+        # Regularisation relative to the history's scale, so that tight
+        # tolerances do not turn the mixing into plain averaging.
+        reg = self.lam * _diagonal(GG).mean(1) + 1e-30
+        if is_static():
+            eye = _eye(n, GG.device)
+            A = torch.where(eye, GG + reg[:, None, None], GG)
+            x = _solve_unpivoted(A, GG.new_ones(bsz, n, 1))[..., 0]
+            alpha = x / x.sum(1, keepdim=True)
+            return alpha, torch.isfinite(alpha).all(1)
+        H = GG.new_zeros(bsz, n + 1, n + 1)
+        H[:, 0, 1:] = H[:, 1:, 0] = 1
+        H[:, 1:, 1:] = GG + reg[:, None, None] * torch.eye(
+            n, dtype=GG.dtype, device=GG.device)
+        y = GG.new_zeros(bsz, n + 1, 1)
+        y[:, 0] = 1
+        sol, info = torch.linalg.solve_ex(H, y)
+        alpha = sol[:, 1:, 0]
+        return alpha, (info == 0) & torch.isfinite(alpha).all(1)
 
     def propose(self, z, fz, g):
         n = min(self.n, self.m)
         fallback = torch.add(z, g, alpha=self.beta)
         if n < 2:
             return fallback
-        F, G = self.F[:, :n], self.G[:, :n]
-        bsz = z.shape[0]
-        H = z.new_zeros(bsz, n + 1, n + 1)
-        H[:, 0, 1:] = H[:, 1:, 0] = 1
-        GG = torch.bmm(G, G.transpose(1, 2))
-        # Regularisation relative to the history's scale, so that tight
-        # tolerances do not turn the mixing into plain averaging.
-        reg = self.lam * GG.diagonal(dim1=1, dim2=2).mean(1) + 1e-30
-        H[:, 1:, 1:] = GG + reg[:, None, None] * torch.eye(
-            n, dtype=z.dtype, device=z.device)
-        y = z.new_zeros(bsz, n + 1, 1)
-        y[:, 0] = 1
-        sol, info = torch.linalg.solve_ex(H, y)
-        alpha = sol[:, 1:, 0]
-        good = (info == 0) & torch.isfinite(alpha).all(1)
+        if is_static():
+            F, G = torch.stack(self.F[:n], 1), torch.stack(self.G[:n], 1)
+        else:
+            F, G = self.F[:, :n], self.G[:, :n]
+        alpha, good = self._weights(torch.bmm(G, G.transpose(1, 2)))
         alpha = torch.where(good[:, None], alpha, torch.zeros_like(alpha))
         # β Σα f(z_i) + (1 − β) Σα z_i = Σα f(z_i) − (1 − β) Σα g_i
         mixed = torch.bmm(alpha[:, None], F)[:, 0]
@@ -462,11 +668,7 @@ def get_solver(name: str) -> Callable:
 
 def check_solver_cfg(name: str, cfg: dict) -> None:
     """Raise ValueError naming any option ``name`` does not accept."""
-    valid = solver_options(name)
-    unknown = sorted(set(cfg) - set(valid))
-    if unknown:
-        raise ValueError(f'unknown option(s) {unknown} for solver {name!r}; '
-                         f'valid options: {list(valid)}')
+    check_keys(cfg, solver_options(name), f'solver {name!r}')
 
 
 def solve(name: str, f: Callable[[Tensor], Tensor], z0: Tensor,

@@ -8,7 +8,10 @@ allocations (and everything else the region allocates). Run each case in its
 own process (:func:`run_isolated`) so that earlier cases do not leave freed
 memory behind that later ones reuse.
 """
+import json
 import multiprocessing as mp
+import os
+import os.path as osp
 import time
 from typing import Any, Callable, Dict
 
@@ -85,3 +88,15 @@ def run_isolated(target: Callable[..., Dict[str, Any]],
     ctx = mp.get_context('spawn')
     with ctx.Pool(1) as pool:
         return pool.apply(target, kwds=kwargs)
+
+
+def save_results(data, png_path: str, plot: Callable) -> str:
+    """Save ``data`` as JSON beside ``png_path`` (same stem; first, so that
+    a failing plot loses nothing), then draw ``plot(data, png_path)``;
+    creates the folder and returns the JSON path."""
+    os.makedirs(osp.dirname(osp.abspath(png_path)), exist_ok=True)
+    json_path = osp.splitext(png_path)[0] + '.json'
+    with open(json_path, 'w') as f:
+        json.dump(data, f, indent=1)
+    plot(data, png_path)
+    return json_path

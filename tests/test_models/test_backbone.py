@@ -255,7 +255,7 @@ def test_pretrained_init_cfg_loads_backbone_weights(tmp_path):
 def test_bad_configs_name_the_valid_choices():
     with pytest.raises(KeyError, match='presets'):
         MDEQ('medium')
-    with pytest.raises(KeyError, match='valid keys'):
+    with pytest.raises(ValueError, match="valid options: \\['num_channels'"):
         MDEQ(dict(base='small', channels=(8, 16)))
     with pytest.raises(ValueError, match="valid options: \\['max_iter'"):
         MDEQ('tiny', solver_cfg=dict(f_thres=3))
@@ -312,3 +312,12 @@ def test_unrolled_eval_applies_f_depth_times_without_solver():
     with torch.no_grad():
         model(torch.randn(1, 3, 8, 8))
     assert model.last_stats.mode == 'solve'
+
+
+def test_jac_loss_options_are_validated():
+    with pytest.raises(ValueError, match=r"\['weight', 'freq', 'n_samples'\]"):
+        MDEQ('tiny', jac_loss=dict(weight=1., samples=2))
+    with pytest.raises(ValueError, match='needs a weight'):
+        MDEQ('tiny', jac_loss=dict(freq=0.5))
+    assert MDEQ('tiny', jac_loss=dict(weight=2.)).jac_loss_cfg == dict(
+        weight=2., freq=1.0, n_samples=2)

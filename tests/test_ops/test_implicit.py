@@ -294,3 +294,40 @@ def test_backward_stops_relative_to_the_gradient_by_default():
                                                 stop_mode='initial')
     layer.set_grad('ift', dict(solver_cfg=dict(stop_mode='rel')))
     assert layer.grad_cfg['solver_cfg']['stop_mode'] == 'rel'
+
+
+def test_float64_solver_arithmetic_around_a_float32_f():
+    """solver_dtype='float64': the solver runs in float64 on the state (the
+    same solve as by hand with f cast around it), f sees and returns
+    float32, the result is float32; gradients still reach f's parameters.
+    """
+    from mdeq_mm.ops import solve
+    torch.manual_seed(0)
+    dim = 500
+    A = torch.randn(dim, dim)
+    A32 = (0.95 * A / torch.linalg.matrix_norm(A, 2)).requires_grad_()
+    b = torch.randn(2, dim)
+    seen = set()
+
+    def f(z):
+        seen.add(z[0].dtype)
+        return [torch.tanh(z[0] @ A32.T + b)]
+
+    cfg = dict(max_iter=30, tol=0.)
+    layer = ImplicitLayer('broyden', dict(cfg), grad='ift',
+                          solver_dtype='float64')
+    with torch.no_grad():
+        (z, ), stats = layer(f, [torch.zeros(2, dim)])
+        ref, _ = solve('broyden', lambda w: f([w.float()])[0].double(),
+                       torch.zeros(2, dim, dtype=torch.float64), **cfg)
+        (z32, ), _ = ImplicitLayer('broyden', dict(cfg))(
+            f, [torch.zeros(2, dim)])
+    assert z.dtype == torch.float32 and seen == {torch.float32}
+    assert stats.forward.abs_trace.dtype == torch.float64
+    torch.testing.assert_close(z, ref.float(), rtol=0, atol=0)
+    assert not torch.equal(z, z32)  # the float32 solve rounds differently
+    (z, ), _ = layer(f, [torch.zeros(2, dim)])
+    z.sum().backward()
+    assert torch.isfinite(A32.grad).all() and A32.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match='solver_dtype'):
+        ImplicitLayer(solver_dtype='half')

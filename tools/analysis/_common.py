@@ -1,39 +1,19 @@
 # Copyright (c) mdeq_mm authors. All rights reserved.
 """Shared by the analysis tools: a config's model with a checkpoint, and a
 few inputs from its validation data."""
-import os.path as osp
-import sys
-
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-
-def load_cfg(config, cfg_options=None):
-    import mdeq_mm  # noqa: F401
-    from mmengine.config import Config
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    return cfg
 
 
 def build_model(cfg, checkpoint=None, device='cpu'):
-    """The config's model (scope from default_scope), weights loaded."""
-    from mmengine.registry import DefaultScope
+    """The config's model in eval mode, weights loaded, and its scope."""
     from mmengine.runner import load_checkpoint
-    scope = cfg.get('default_scope', 'mmseg')
-    if scope == 'mmseg':
-        from mmseg.registry import MODELS
+
+    from mdeq_mm.registry import build_model, scope_of
+    model = build_model(cfg)
+    if checkpoint:
+        load_checkpoint(model, checkpoint, map_location='cpu')
     else:
-        from mmpretrain.registry import MODELS
-    with DefaultScope.overwrite_default_scope(scope):
-        model = MODELS.build(cfg.model)
-        if checkpoint:
-            load_checkpoint(model, checkpoint, map_location='cpu')
-        else:
-            model.init_weights()
-    return model.to(device).eval(), scope
+        model.init_weights()
+    return model.to(device).eval(), scope_of(cfg)
 
 
 def val_batch(cfg, model, scope, n=2):

@@ -11,11 +11,6 @@ Usage:
         [--work-dir DIR] [--cfg-options k=v ...]
 """
 import argparse
-import os.path as osp
-import sys
-
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-import _common  # noqa: E402,F401 (puts the repository on sys.path)
 
 
 def main(argv=None):
@@ -32,8 +27,9 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     from mdeq_mm.engine import find_mdeq_backbone
-    from tools.tool_utils import load_tool_cfg, save_results
-    cfg = load_tool_cfg(args.config, args.cfg_options, args.work_dir)
+    from mdeq_mm.utils import load_config
+    from mdeq_mm.utils.profiling import save_results
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.load_from = args.checkpoint
     runner = Runner.from_cfg(cfg)
     backbone = find_mdeq_backbone(runner.model)
@@ -52,7 +48,7 @@ def main(argv=None):
     for r in rows:
         print(f"| {r['budget']} | {r['value']:.2f} | "
               f"{r['rel_residual']:.2e} |")
-    save_results(rows, args.out, plot)
+    print(f'\nwrote {save_results(rows, args.out, plot)} and {args.out}')
     return rows
 
 

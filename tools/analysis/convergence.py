@@ -14,13 +14,10 @@ Usage:
         [--cfg-options k=v ...]
 """
 import argparse
-import os.path as osp
-import sys
 
 import torch
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import build_model, load_cfg, val_batch  # noqa: E402
+from _common import build_model, val_batch
 
 SOLVERS = ('broyden', 'anderson', 'fixed_point')
 
@@ -64,7 +61,8 @@ def main(argv=None):
     parser.add_argument('--out', default='convergence.png')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
-    from tools.tool_utils import save_results
+    from mdeq_mm.utils import load_config as load_cfg
+    from mdeq_mm.utils.profiling import save_results
     cfg = load_cfg(args.config, args.cfg_options)
     model, scope = build_model(cfg, args.checkpoint)
     inputs, samples = val_batch(cfg, model, scope, args.images)
@@ -82,7 +80,7 @@ def main(argv=None):
         print(f'| {s} | {f[1]:.2e} / {f[min(5, len(f) - 1)]:.2e} / '
               f'{f[-1]:.2e} | {scales} | {b[1]:.2e} / '
               f'{b[min(5, len(b) - 1)]:.2e} / {b[-1]:.2e} |')
-    save_results(result, args.out, plot)
+    print(f'\nwrote {save_results(result, args.out, plot)} and {args.out}')
     return result
 
 

@@ -4,12 +4,9 @@
 Usage:
     python tools/model_converters/mdeq2mmpretrain.py SRC DST [--no-verify]
 """
-import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(
-    osp.abspath(__file__)))))
-from mdeq_mm.converters.__main__ import main  # noqa: E402
+from mdeq_mm.converters.__main__ import main
 
 if __name__ == '__main__':
     sys.exit(main('cls'))

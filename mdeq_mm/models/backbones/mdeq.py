@@ -19,6 +19,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mdeq_mm.ops import (DEQStats, ImplicitLayer, StatePacker,
                          jacobian_frobenius)
+from mdeq_mm.ops.validation import check_keys
 from mdeq_mm.registry import register
 from ..layers import MDEQLayer, WeightNormConv2d
 
@@ -74,10 +75,7 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
         return dict(ARCH_SETTINGS[arch])
     arch = dict(arch)
     base = arch.pop('base', None)
-    unknown = sorted(set(arch) - set(ARCH_KEYS))
-    if unknown:
-        raise KeyError(f'unknown MDEQ arch key(s) {unknown}; valid keys: '
-                       f'{list(ARCH_KEYS)} (and base=<preset>)')
+    check_keys(arch, ARCH_KEYS, 'an MDEQ arch dict', ' (and base=<preset>)')
     out = resolve_arch(base) if base else {}
     out.update(arch)
     missing = sorted(set(ARCH_KEYS) - set(out))
@@ -119,6 +117,9 @@ class MDEQ(BaseModule):
         solver_cfg (dict): forward solver options in training.
         eval_solver_cfg (dict | None): forward solver options in evaluation;
             None uses ``solver_cfg``.
+        solver_dtype (str | None): 'float64' runs the solvers' arithmetic in
+            float64 (f stays in the model's dtype); see
+            :class:`~mdeq_mm.ops.ImplicitLayer`.
         grad (str): 'ift', 'phantom' (k damped steps) or 'unrolled'.
         grad_cfg (dict): options of the gradient strategy (see
             :class:`~mdeq_mm.ops.ImplicitLayer`).
@@ -160,6 +161,7 @@ class MDEQ(BaseModule):
                  solver_cfg: dict = dict(
                      max_iter=27, tol=1e-3, stop_mode='rel'),
                  eval_solver_cfg: Optional[dict] = None,
+                 solver_dtype: Optional[str] = None,
                  grad: str = 'ift',
                  grad_cfg: dict = dict(
                      solver='broyden',
@@ -188,44 +190,8 @@ class MDEQ(BaseModule):
         self.out_channels = channels
         self.pad_input = pad_input
         self.frozen = frozen
-        c0 = channels[0]
-
-        # Stem ("downsample" in the reference): two 3x3 convs, stride 2 each
-        # for the first ``downsample_times`` of them.
-        self.conv1 = nn.Conv2d(
-            in_channels, c0, 3, 2 if self.downsample_times >= 1 else 1, 1,
-            bias=False)
-        self.bn1 = build_norm_layer(norm_cfg, c0)[1]
-        self.conv2 = nn.Conv2d(
-            c0, c0, 3, 2 if self.downsample_times >= 2 else 1, 1, bias=False)
-        self.bn2 = build_norm_layer(norm_cfg, c0)[1]
-        self.relu = nn.ReLU(inplace=True)
-        # Injection transform, omitted (as in the reference) for CIFAR TINY.
-        if self.downsample_times == 0 and self.num_branches <= 2:
-            self.stage0 = None
-        else:
-            self.stage0 = nn.Sequential(
-                OrderedDict(
-                    conv=nn.Conv2d(c0, c0, 1, bias=False),
-                    bn=build_norm_layer(norm_cfg, c0)[1],
-                    relu=nn.ReLU(inplace=True)))
-        if inject not in ('highest', 'all'):
-            raise ValueError(f"inject must be 'highest' or 'all', got "
-                             f'{inject!r}')
-        self.inject = inject
-        self.inject_layers = nn.ModuleList()
-        if inject == 'all':
-            for i, c in enumerate(channels[1:], 1):
-                stages = []
-                for k in range(i):
-                    cout = c if k == i - 1 else c0
-                    stages += [
-                        nn.Conv2d(c0, cout, 3, 2, 1, bias=False),
-                        build_norm_layer(norm_cfg, cout)[1]
-                    ]
-                    if k < i - 1:
-                        stages.append(nn.ReLU(inplace=True))
-                self.inject_layers.append(nn.Sequential(*stages))
+        self._build_stem(in_channels, channels[0], norm_cfg)
+        self._build_injection(inject, channels, norm_cfg)
         self.deq_layer = MDEQLayer(
             channels,
             self.arch['num_blocks'],
@@ -239,24 +205,73 @@ class MDEQ(BaseModule):
         self.mode = mode
         self.unrolled_eval = unrolled_eval
         self.deq = ImplicitLayer(solver, solver_cfg, eval_solver_cfg, grad,
-                                 grad_cfg)
+                                 grad_cfg, solver_dtype)
         self.unrolled = ImplicitLayer(
             grad='unrolled', grad_cfg=dict(depth=unrolled_depth))
         self.last_stats: Optional[DEQStats] = None
-        if jac_loss is not None:
-            unknown = sorted(set(jac_loss) - set(JAC_LOSS_KEYS))
-            if unknown or 'weight' not in jac_loss:
-                raise ValueError(
-                    f'jac_loss needs a weight and takes only '
-                    f'{list(JAC_LOSS_KEYS)}; got {sorted(jac_loss)}')
-            jac_loss = dict(dict(freq=1.0, n_samples=2), **jac_loss)
-        self.jac_loss_cfg = jac_loss
+        self.jac_loss_cfg = self._jac_loss_cfg(jac_loss)
         self.jac_loss: Optional[Tensor] = None
         self._reference_init()
         if frozen:
             self._freeze()
 
     # ------------------------------------------------------------------
+    def _build_stem(self, in_channels: int, c0: int, norm_cfg: dict) -> None:
+        """Stem ("downsample" in the reference): two 3x3 convs, stride 2
+        each for the first ``downsample_times`` of them, then the injection
+        transform (1x1 conv, BN, ReLU; omitted, as in the reference, for
+        CIFAR TINY)."""
+        self.conv1 = nn.Conv2d(
+            in_channels, c0, 3, 2 if self.downsample_times >= 1 else 1, 1,
+            bias=False)
+        self.bn1 = build_norm_layer(norm_cfg, c0)[1]
+        self.conv2 = nn.Conv2d(
+            c0, c0, 3, 2 if self.downsample_times >= 2 else 1, 1, bias=False)
+        self.bn2 = build_norm_layer(norm_cfg, c0)[1]
+        self.relu = nn.ReLU(inplace=True)
+        if self.downsample_times == 0 and self.num_branches <= 2:
+            self.stage0 = None
+        else:
+            self.stage0 = nn.Sequential(
+                OrderedDict(
+                    conv=nn.Conv2d(c0, c0, 1, bias=False),
+                    bn=build_norm_layer(norm_cfg, c0)[1],
+                    relu=nn.ReLU(inplace=True)))
+
+    def _build_injection(self, inject: str, channels: List[int],
+                         norm_cfg: dict) -> None:
+        """'highest': the input enters the highest resolution only (the
+        reference); 'all': strided convs bring it to every scale."""
+        if inject not in ('highest', 'all'):
+            raise ValueError(f"inject must be 'highest' or 'all', got "
+                             f'{inject!r}')
+        self.inject = inject
+        self.inject_layers = nn.ModuleList()
+        if inject == 'highest':
+            return
+        c0 = channels[0]
+        for i, c in enumerate(channels[1:], 1):
+            stages = []
+            for k in range(i):
+                cout = c if k == i - 1 else c0
+                stages += [
+                    nn.Conv2d(c0, cout, 3, 2, 1, bias=False),
+                    build_norm_layer(norm_cfg, cout)[1]
+                ]
+                if k < i - 1:
+                    stages.append(nn.ReLU(inplace=True))
+            self.inject_layers.append(nn.Sequential(*stages))
+
+    @staticmethod
+    def _jac_loss_cfg(jac_loss: Optional[dict]) -> Optional[dict]:
+        """The validated Jacobian-loss options with their defaults."""
+        if jac_loss is None:
+            return None
+        check_keys(jac_loss, JAC_LOSS_KEYS, 'jac_loss')
+        if 'weight' not in jac_loss:
+            raise ValueError(f'jac_loss needs a weight; got {jac_loss}')
+        return dict(dict(freq=1.0, n_samples=2), **jac_loss)
+
     def _reference_init(self) -> None:
         """The reference's init: plain convs (stem, injection, fusion)
         ~ N(0, 0.01); weight-normed convs keep PyTorch's default v with
