@@ -31,6 +31,19 @@ def cls_batch(n=4, size=32, num_classes=3, seed=0):
         ])
 
 
+def tool_env(**extra):
+    """The environment of a tool process in the tests: the repository root
+    on PYTHONPATH, so that configs can ``custom_imports`` the tests' plugin
+    modules (``tests.plugins``), as a user's own modules are made
+    importable; the tools themselves import the installed package."""
+    import os
+    import os.path as osp
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    path = os.pathsep.join(p for p in (root, os.environ.get('PYTHONPATH'))
+                           if p)
+    return dict(os.environ, PYTHONPATH=path, **extra)
+
+
 def run_tool(name, *args, ok=True, timeout=900):
     """Run ``tools/<name>.py`` in a fresh process from the repository root;
     return its combined output (asserting success unless ``ok=False``)."""
@@ -40,7 +53,7 @@ def run_tool(name, *args, ok=True, timeout=900):
     root = osp.dirname(osp.dirname(osp.abspath(__file__)))
     res = subprocess.run([sys.executable, f'tools/{name}.py', *args],
                          cwd=root, capture_output=True, text=True,
-                         timeout=timeout)
+                         timeout=timeout, env=tool_env())
     out = res.stdout + res.stderr
     if ok:
         assert res.returncode == 0, out[-4000:]

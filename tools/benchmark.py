@@ -169,20 +169,12 @@ def label(r):
     return 'HRNet-W18' if r['model'] == 'hrnet' else f"MDEQ-Small {r['mode']}"
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--device', default='cuda' if
-                        torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--out-dir', default='work_dirs/benchmarks/models')
-    parser.add_argument('--quick', action='store_true',
-                        help='only the 256x512 crop and batch 1')
-    parser.add_argument('--repeat', type=int, default=2)
-    args = parser.parse_args()
-    dev = args.device
+def make_plan(quick):
+    """(task, model, mode, size, batch, kind, budget) of every case."""
     modes = [('mdeq', 'ift'), ('mdeq', 'phantom'), ('mdeq', 'unrolled'),
              ('hrnet', '-')]
-    crops = [(256, 512)] if args.quick else [(256, 512), (512, 1024)]
-    batches = [1] if args.quick else [1, 2]
+    crops = [(256, 512)] if quick else [(256, 512), (512, 1024)]
+    batches = [1] if quick else [1, 2]
     plan = [('seg', m, mode, c, b, 'train', 27) for c in crops
             for b in batches for m, mode in modes]
     plan += [('seg', m, mode, (1024, 2048), 1, 'infer', 27)
@@ -191,17 +183,10 @@ def main():
              for m, mode in modes]
     plan += [('seg', 'mdeq', mode, (256, 512), 1, 'train', n)
              for n in (10, 20, 40) for mode in ('ift', 'unrolled')]
-    rows = []
-    for task, model, mode, size, bsz, kind, budget in plan:
-        r = run_isolated(run_case, task=task, model=model, mode=mode,
-                         size=size, bsz=bsz, device=dev, kind=kind,
-                         budget=budget, repeat=args.repeat)
-        rows.append(r)
-        print(f"  {task} {kind} {label(r):<22} {size[0]}x{size[1]} b{bsz} "
-              f"budget {budget}: {r['time_s']:.2f}s {r['peak_mb']:.0f}MB",
-              flush=True)
-    print(f'\nDevice: {dev}; torch {torch.__version__}; threads '
-          f'{torch.get_num_threads()}\n')
+    return plan
+
+
+def print_tables(rows):
     print('### Training step (forward + backward), segmentation\n')
     print('| model | crop | batch | step time (s) | peak memory (MB) | '
           'of which Broyden history (MB) |')
@@ -225,16 +210,18 @@ def main():
           '\n')
     print('| budget | implicit (MB) | implicit without history (MB) | '
           'unrolled, same applications (MB) |\n|---|---|---|---|')
-    mem = {}
-    for r in rows:
-        if r['budget'] in (10, 20, 40):
-            mem[(r['budget'], r['mode'])] = r
+    mem = {(r['budget'], r['mode']): r for r in rows
+           if r['budget'] in (10, 20, 40)}
     for n in (10, 20, 40):
         imp, unr = mem[(n, 'ift')], mem[(n, 'unrolled')]
         print(f"| {n} | {imp['peak_mb']:.0f} | "
               f"{imp['peak_mb'] - imp['history_mb']:.0f} | "
               f"{unr['peak_mb']:.0f} |")
-    # targets, as ratios in this run
+    return mem
+
+
+def print_targets(rows, mem):
+    """The targets, as ratios in this run."""
     seg = {(r['mode'], tuple(r['size']), r['bsz']): r for r in rows
            if r['task'] == 'seg' and r['kind'] == 'train'
            and r['budget'] == 27 and r['model'] == 'mdeq'}
@@ -250,6 +237,29 @@ def main():
     m40 = mem[(40, 'ift')]['peak_mb'] - mem[(40, 'ift')]['history_mb']
     print(f'- implicit memory at budget 40 / at 10, history excluded: '
           f'{m40 / m10:.2f} (target <= 1.1)')
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--device', default='cuda' if
+                        torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--out-dir', default='work_dirs/benchmarks/models')
+    parser.add_argument('--quick', action='store_true',
+                        help='only the 256x512 crop and batch 1')
+    parser.add_argument('--repeat', type=int, default=2)
+    args = parser.parse_args()
+    rows = []
+    for task, model, mode, size, bsz, kind, budget in make_plan(args.quick):
+        r = run_isolated(run_case, task=task, model=model, mode=mode,
+                         size=size, bsz=bsz, device=args.device, kind=kind,
+                         budget=budget, repeat=args.repeat)
+        rows.append(r)
+        print(f"  {task} {kind} {label(r):<22} {size[0]}x{size[1]} b{bsz} "
+              f"budget {budget}: {r['time_s']:.2f}s {r['peak_mb']:.0f}MB",
+              flush=True)
+    print(f'\nDevice: {args.device}; torch {torch.__version__}; threads '
+          f'{torch.get_num_threads()}\n')
+    print_targets(rows, print_tables(rows))
     png = osp.join(args.out_dir, 'benchmark.png')
     print(f'\nwrote {save_results(rows, png, plot)} and {png}')
 

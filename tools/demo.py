@@ -28,17 +28,12 @@ def run(step, cmd):
     print(f'===== {step}: done in {time.time() - t:.0f}s', flush=True)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--work-dir', default='work_dirs/demo')
-    parser.add_argument('--data-root', default='data/demo')
-    parser.add_argument('--skip-transfer', action='store_true',
-                        help='only pretrain, fine-tune and test')
-    args = parser.parse_args()
-    start = time.time()
+def prepare_data(data_root):
+    """Demo data as the downloads hold it; Cityscapes converted by the
+    project's converter. Returns the two data roots."""
     from mdeq_mm.datasets.demo_data import write_cityscapes, write_imagenet
-    city = osp.join(args.data_root, 'cityscapes')
-    imnet = osp.join(args.data_root, 'imagenet')
+    city = osp.join(data_root, 'cityscapes')
+    imnet = osp.join(data_root, 'imagenet')
     if not osp.isdir(osp.join(ROOT, city, 'gtFine')):
         # as the official download holds it: label ids, void classes
         write_cityscapes(osp.join(ROOT, city))
@@ -50,27 +45,29 @@ def main():
         write_imagenet(osp.join(ROOT, imnet))
     print(f'demo data: {city} (Cityscapes download layout, converted), '
           f'{imnet} (ImageNet layout, flat val with meta/val.txt)')
-    wd = args.work_dir
+    return city, imnet
+
+
+def data_options(root):
+    return [f'{split}_dataloader.dataset.data_root={root}'
+            for split in ('train', 'val', 'test')]
+
+
+def pretrain_finetune_test(wd, city, imnet):
+    """Steps 1-3; returns the fine-tuning options that load the
+    classifier and the prediction folder."""
     from tool_utils import final_checkpoint
-    cls_ckpt = final_checkpoint(
-        osp.join(ROOT, 'configs/demo/mdeq-demo_cls.py'), osp.join(wd, 'cls'))
-    seg_data = [
-        f'train_dataloader.dataset.data_root={city}',
-        f'val_dataloader.dataset.data_root={city}',
-        f'test_dataloader.dataset.data_root={city}'
-    ]
     run('1/4 pretrain (mmpretrain, ImageNet layout)', [
         'tools/train.py', 'configs/demo/mdeq-demo_cls.py', '--work-dir',
-        osp.join(wd, 'cls'), '--cfg-options',
-        f'train_dataloader.dataset.data_root={imnet}',
-        f'val_dataloader.dataset.data_root={imnet}',
-        f'test_dataloader.dataset.data_root={imnet}'
-    ])
+        osp.join(wd, 'cls'), '--cfg-options'
+    ] + data_options(imnet))
+    cls_ckpt = final_checkpoint(
+        osp.join(ROOT, 'configs/demo/mdeq-demo_cls.py'), osp.join(wd, 'cls'))
     pre = [f'model.backbone.init_cfg.checkpoint={cls_ckpt}']
     run('2/4 fine-tune (mmseg, Cityscapes layout)', [
         'tools/train.py', 'configs/demo/mdeq-demo_seg_finetune.py',
         '--work-dir', osp.join(wd, 'seg_finetune'), '--cfg-options'
-    ] + seg_data + pre)
+    ] + data_options(city) + pre)
     seg_ckpt = final_checkpoint(
         osp.join(ROOT, 'configs/demo/mdeq-demo_seg_finetune.py'),
         osp.join(wd, 'seg_finetune'))
@@ -79,25 +76,30 @@ def main():
         'tools/test.py', 'configs/demo/mdeq-demo_seg_finetune.py', seg_ckpt,
         '--work-dir', osp.join(wd, 'seg_finetune'), '--out', pred_dir,
         '--cfg-options'
-    ] + seg_data + pre)
-    dirs = [osp.join(wd, 'seg_finetune')]
-    names = ['fine-tuned']
-    if not args.skip_transfer:
-        run('4/4 transfer baselines: from scratch', [
-            'tools/train.py', 'configs/demo/mdeq-demo_seg.py', '--work-dir',
-            osp.join(wd, 'seg_scratch'), '--cfg-options'
-        ] + seg_data)
-        run('4/4 transfer baselines: frozen pretrained backbone', [
-            'tools/train.py', 'configs/demo/mdeq-demo_seg_frozen.py',
-            '--work-dir', osp.join(wd, 'seg_frozen'), '--cfg-options'
-        ] + seg_data + pre)
-        dirs = [osp.join(wd, n) for n in
-                ('seg_scratch', 'seg_finetune', 'seg_frozen')]
-        names = ['from scratch', 'fine-tuned', 'frozen backbone']
+    ] + data_options(city) + pre)
+    return pre, pred_dir
+
+
+def transfer_baselines(wd, city, pre):
+    """Step 4: from scratch and with the pretrained backbone frozen."""
+    run('4/4 transfer baselines: from scratch', [
+        'tools/train.py', 'configs/demo/mdeq-demo_seg.py', '--work-dir',
+        osp.join(wd, 'seg_scratch'), '--cfg-options'
+    ] + data_options(city))
+    run('4/4 transfer baselines: frozen pretrained backbone', [
+        'tools/train.py', 'configs/demo/mdeq-demo_seg_frozen.py',
+        '--work-dir', osp.join(wd, 'seg_frozen'), '--cfg-options'
+    ] + data_options(city) + pre)
+
+
+def summarize(wd, names, pred_dir, start):
+    """The transfer table, summary.json and the closing line."""
     from analysis.compare_transfer import main as compare
+    folders = {'from scratch': 'seg_scratch', 'fine-tuned': 'seg_finetune',
+               'frozen backbone': 'seg_frozen'}
     print('\nTransfer comparison (demo data, validation split):')
-    rows = compare(dirs + ['--names'] + names +
-                   ['--out', osp.join(wd, 'transfer.md')])
+    rows = compare([osp.join(wd, folders[n]) for n in names] + ['--names'] +
+                   names + ['--out', osp.join(wd, 'transfer.md')])
     finetune = next(r for r in rows if r['name'] == 'fine-tuned')
     pngs = len([p for p in os.listdir(osp.join(ROOT, pred_dir))
                 if p.endswith('.png')]) if osp.isdir(
@@ -109,6 +111,23 @@ def main():
     print(f"\nDemo finished in {summary['minutes']:.1f} min: fine-tuned MDEQ "
           f"mIoU {finetune['mIoU']:.2f} on the demo validation scenes "
           f'({pngs} prediction PNGs in {pred_dir}).')
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--work-dir', default='work_dirs/demo')
+    parser.add_argument('--data-root', default='data/demo')
+    parser.add_argument('--skip-transfer', action='store_true',
+                        help='only pretrain, fine-tune and test')
+    args = parser.parse_args()
+    start = time.time()
+    city, imnet = prepare_data(args.data_root)
+    pre, pred_dir = pretrain_finetune_test(args.work_dir, city, imnet)
+    names = ['fine-tuned']
+    if not args.skip_transfer:
+        transfer_baselines(args.work_dir, city, pre)
+        names = ['from scratch', 'fine-tuned', 'frozen backbone']
+    summarize(args.work_dir, names, pred_dir, start)
 
 
 if __name__ == '__main__':

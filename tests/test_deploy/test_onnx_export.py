@@ -288,3 +288,20 @@ def test_export_tool_reports_the_opset_that_works(tmp_path):
         tool.main([osp.join(ROOT, 'configs/mdeq_cityscapes.py'), '--out',
                    str(tmp_path / 'x.onnx'), '--shape', '64', '64',
                    '--budget', '2', '--opset', '10'])
+
+
+@pytest.mark.slow
+def test_onnx_benchmark_quick_run(tmp_path):
+    """Smoke run of the benchmark (64x128, budget 2) as a process; the
+    parity it reports is checked."""
+    import json
+
+    from tests.helpers import run_tool
+    out = run_tool('deployment/benchmark_onnx', '--quick', '--out-dir',
+                   str(tmp_path))
+    assert '| MDEQ-Small | 64x128 | 2 | float32 |' in out
+    rows = json.loads((tmp_path / 'onnx.json').read_text())
+    assert [r['model'] for r in rows] == ['MDEQ-Small', 'HRNet-W18']
+    assert all(r['max_rel'] <= TOL for r in rows), rows
+    assert all(r['torch_s'] > 0 and r['ort_s'] > 0 for r in rows)
+    assert (tmp_path / 'onnx.png').is_file()

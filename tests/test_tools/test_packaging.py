@@ -57,6 +57,30 @@ def test_wheel_holds_one_package_and_the_mim_files(installed):
     assert 'mdeq_mm/.mim/configs/mdeq_cityscapes.py' in names
     assert 'mdeq_mm/.mim/configs/_base_/models/mdeq-small_seg.py' in names
     assert 'mdeq_mm/.mim/tools/train.py' in names
+    assert 'mdeq_mm/.mim/tools/deployment/pytorch2onnx.py' in names
+    assert not [n for n in names if '__pycache__' in n or n.endswith('.pyc')]
+
+
+def test_model_index_resolves_inside_the_installed_package(installed):
+    """What `mim search mdeq_mm` reads (openmim is not a dependency; with a
+    wheel install it lists these models): the index's imports and every
+    model's config exist under the installed package's .mim/."""
+    import yaml
+    _, site = installed
+    mim = site / 'mdeq_mm' / '.mim'
+    with open(mim / 'model-index.yml') as f:
+        imports = yaml.safe_load(f)['Import']
+    models = []
+    for rel in imports:
+        with open(mim / rel) as f:
+            meta = yaml.safe_load(f)
+        models += meta['Models']
+    assert len(models) >= 6
+    for model in models:
+        assert (mim / model['Config']).is_file(), model['Config']
+        assert model['In Collection'] in {c['Name']
+                                          for c in meta['Collections']}
+        assert model['Results'], model['Name']
 
 
 def test_flagship_builds_from_the_installed_package(installed, tmp_path):

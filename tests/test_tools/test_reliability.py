@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 
-from tests.helpers import cityscapes_train_ids, run_tool
+from tests.helpers import cityscapes_train_ids, run_tool, tool_env
 from tests.test_tools.test_distributed import free_port
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -46,7 +46,7 @@ def opts(city, iters, extra=()):
 def start(args, env=None):
     return subprocess.Popen(
         [sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, env=env)
+        stderr=subprocess.STDOUT, text=True, env=env or tool_env())
 
 
 def read_until(proc, text, log):
