@@ -28,7 +28,8 @@ autocast; f itself runs under whatever autocast state is active.
 """
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import (Callable, Dict, List, Mapping, Optional, Sequence,
+                    Tuple)
 
 import torch
 from torch import Tensor
@@ -199,6 +200,14 @@ class ImplicitLayer:
                  grad_cfg: Optional[dict] = None,
                  solver_dtype: Optional[str] = None):
         self.solver = solver
+        for name, cfg in (('solver_cfg', solver_cfg),
+                          ('eval_solver_cfg', eval_solver_cfg)):
+            if cfg is not None and not isinstance(cfg, Mapping):
+                raise ValueError(
+                    f'{name} must be a dict of solver options, got '
+                    f'{type(cfg).__name__} {cfg!r}. On the command line give '
+                    f'the keys one by one: --cfg-options '
+                    f'model.backbone.{name}.max_iter=16 ...')
         self.solver_cfg = dict(solver_cfg or {})
         self.eval_solver_cfg = (None if eval_solver_cfg is None else
                                 dict(eval_solver_cfg))

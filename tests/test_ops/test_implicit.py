@@ -331,3 +331,9 @@ def test_float64_solver_arithmetic_around_a_float32_f():
     assert torch.isfinite(A32.grad).all() and A32.grad.abs().sum() > 0
     with pytest.raises(ValueError, match='solver_dtype'):
         ImplicitLayer(solver_dtype='half')
+
+
+def test_solver_options_that_are_not_a_dict_name_the_fix():
+    # what mmengine's DictAction makes of a dict literal: a string
+    with pytest.raises(ValueError, match='eval_solver_cfg.max_iter=16'):
+        ImplicitLayer(eval_solver_cfg="{'max_iter':16}")
