@@ -218,7 +218,6 @@ class ImplicitLayer:
         # trace the residual of every scale in every solver iteration
         # (forward and backward); for analysis, costs two passes per step
         self.trace_scales = False
-        self.solver_dtype = None
         self.set_solver_dtype(solver_dtype)
 
     def set_solver_dtype(self, dtype: Optional[str]) -> None:
@@ -296,7 +295,9 @@ class ImplicitLayer:
             stats.mode = 'solve'
             z = packer.unpack(z_star)
         elif self.grad == 'phantom':
-            z = self._phantom(f, packer.unpack(z_star), stats)
+            # f takes the state's dtype (the solver's may be float64)
+            z = self._phantom(f, packer.unpack(z_star.to(state_dtype)),
+                              stats)
         else:
             z = packer.unpack(self._ift(f_flat, z_star, stats, extra))
         return [t.to(z0[i].dtype) for i, t in enumerate(z)], stats

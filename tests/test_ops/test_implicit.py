@@ -329,6 +329,14 @@ def test_float64_solver_arithmetic_around_a_float32_f():
     (z, ), _ = layer(f, [torch.zeros(2, dim)])
     z.sum().backward()
     assert torch.isfinite(A32.grad).all() and A32.grad.abs().sum() > 0
+    # the phantom gradient's tracked steps also get f's dtype
+    phantom = ImplicitLayer('broyden', dict(cfg), grad='phantom',
+                            solver_dtype='float64')
+    (z, ), _ = phantom(f, [torch.zeros(2, dim)])
+    assert z.dtype == torch.float32 and seen == {torch.float32}
+    A32.grad = None
+    z.sum().backward()
+    assert torch.isfinite(A32.grad).all() and A32.grad.abs().sum() > 0
     with pytest.raises(ValueError, match='solver_dtype'):
         ImplicitLayer(solver_dtype='half')
 
