@@ -15,6 +15,7 @@ The exported graph takes the data preprocessor's output: normalised
 order are stored in the file's metadata). The batch axis is dynamic unless
 exported static.
 """
+import copy
 import io
 import logging
 import warnings
@@ -36,28 +37,34 @@ class ExportError(RuntimeError):
     what to change."""
 
 
-def load_model(config: str,
+def load_model(config,
                checkpoint: Optional[str] = None,
                cfg_options: Optional[dict] = None,
                seed: int = 0) -> nn.Module:
     """A config's model for inference, on the CPU in eval mode.
 
-    ``config`` is a file or a host package's config (``mmseg::...``,
-    ``mmpretrain::...``). No pretrained weights are fetched: the weights
-    come from ``checkpoint`` or the initialisation seeded by ``seed``.
-    SyncBN becomes the BN it computes in evaluation.
+    ``config`` is a file (read by :func:`mdeq_mm.utils.load_config` with
+    ``cfg_options``), a host package's config (``mmseg::...``,
+    ``mmpretrain::...``) or a loaded Config (used as is; not modified).
+    No pretrained weights are fetched: the weights come from
+    ``checkpoint`` or the initialisation seeded by ``seed``. SyncBN
+    becomes the BN it computes in evaluation.
     """
-    from mmengine.config import Config
     from mmengine.hub import get_config
     from mmengine.logging import MMLogger
     from mmengine.model import revert_sync_batchnorm
     from mmengine.runner import load_checkpoint
 
-    import mdeq_mm  # noqa: F401 (registers modules, checkpoint loading)
     from mdeq_mm.registry import build_model
-    cfg = get_config(config) if '::' in config else Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    from mdeq_mm.utils import load_config
+    if not isinstance(config, str):
+        cfg = copy.deepcopy(config)
+    elif '::' in config:
+        cfg = get_config(config)
+        if cfg_options:
+            cfg.merge_from_dict(cfg_options)
+    else:
+        cfg = load_config(config, cfg_options)
     if 'pretrained' in cfg.model:
         cfg.model.pretrained = None
     cfg.model.pop('init_cfg', None)
@@ -238,18 +245,17 @@ def export_onnx(model: nn.Module,
     x = torch.randn(batch_size, 3, h, w, device=device)
     axes = dict(input={0: 'batch'}, output={0: 'batch'}) \
         if dynamic_batch else None
-    solvers = sorted({m.deq.solver for m in mdeq_backbones(model)})
+    backbones = mdeq_backbones(model)
     try:
         _export(wrapper, x, path, opset, axes)
     except torch.onnx.errors.OnnxExporterError as e:
-        backbones = mdeq_backbones(model)
         saved = [m.deq.eval_solver_cfg for m in backbones]
         for m in backbones:  # three iterations use every solver operator
             m.deq.eval_solver_cfg = dict(m.deq.eval_solver_cfg or {},
                                          max_iter=3)
         try:
             msg = _export_problem(
-                e, opset, solvers,
+                e, opset, sorted({m.deq.solver for m in backbones}),
                 lambda k: _export(wrapper, x[:1], io.BytesIO(), k, axes))
         finally:
             for m, cfg in zip(backbones, saved):

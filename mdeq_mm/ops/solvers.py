@@ -307,10 +307,10 @@ def _split(dim: int, device: torch.device) -> int:
                 1)
 
 
-def _lower_mask(k: int, device, diagonal: int = 0) -> Tensor:
-    """(k, k) bool mask of the entries on and below ``diagonal``."""
+def _strictly_lower(k: int, device) -> Tensor:
+    """(k, k) bool mask of the entries below the diagonal."""
     i = torch.arange(k, device=device)
-    return i[:, None] - i[None, :] >= -diagonal
+    return i[:, None] > i[None, :]
 
 
 def _diagonal(M: Tensor) -> Tensor:
@@ -530,7 +530,7 @@ class _Broyden(_Method):
         c = None
         s_w = a
         if k:
-            lower = torch.where(_lower_mask(k, a.device, -1), G[:, :k, 1:],
+            lower = torch.where(_strictly_lower(k, a.device), G[:, :k, 1:],
                                 0.)
             eye = _eye(k, a.device)
             diag = torch.where(

@@ -4,16 +4,11 @@ few inputs from its validation data."""
 
 
 def build_model(cfg, checkpoint=None, device='cpu'):
-    """The config's model in eval mode, weights loaded, and its scope."""
-    from mmengine.runner import load_checkpoint
-
-    from mdeq_mm.registry import build_model, scope_of
-    model = build_model(cfg)
-    if checkpoint:
-        load_checkpoint(model, checkpoint, map_location='cpu')
-    else:
-        model.init_weights()
-    return model.to(device).eval(), scope_of(cfg)
+    """The config's model in eval mode (weights from ``checkpoint`` or the
+    initialisation, no pretrained fetch), and its scope."""
+    from mdeq_mm.deploy import load_model
+    from mdeq_mm.registry import scope_of
+    return load_model(cfg, checkpoint).to(device), scope_of(cfg)
 
 
 def val_batch(cfg, model, scope, n=2):

@@ -61,9 +61,9 @@ def main(argv=None):
     parser.add_argument('--out', default='convergence.png')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
-    from mdeq_mm.utils import load_config as load_cfg
+    from mdeq_mm.utils import load_config
     from mdeq_mm.utils.profiling import save_results
-    cfg = load_cfg(args.config, args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     model, scope = build_model(cfg, args.checkpoint)
     inputs, samples = val_batch(cfg, model, scope, args.images)
     runs = [(s, s, None) for s in SOLVERS] + [
