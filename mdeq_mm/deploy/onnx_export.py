@@ -289,16 +289,17 @@ def onnx_session(path: str, device: str = 'cpu', threads: int = 0):
     return ort.InferenceSession(path, options, providers=providers)
 
 
-def compare_onnx(model: nn.Module, path: str,
-                 inputs: torch.Tensor) -> Dict[str, float]:
-    """Run ``inputs`` through the ONNX file and through ``model`` in eval
-    mode (PyTorch's ordinary path); the max absolute difference and the
-    relative one (max |onnx − torch| / max |torch|)."""
+def compare_onnx(model: nn.Module, path: str, inputs: torch.Tensor,
+                 session=None) -> Dict[str, float]:
+    """Run ``inputs`` through the ONNX file (or its open ``session``) and
+    through ``model`` in eval mode (PyTorch's ordinary path); the max
+    absolute difference and the relative one (max |onnx − torch| /
+    max |torch|)."""
     model.eval()
     with torch.no_grad():
         ref = TensorOutput(model)(inputs).float().cpu()
-    out = onnx_session(path).run(None,
-                                 {'input': inputs.cpu().numpy()})[0]
+    session = session or onnx_session(path)
+    out = session.run(None, {'input': inputs.cpu().numpy()})[0]
     out = torch.from_numpy(out)
     if out.shape != ref.shape:
         raise ExportError(f'the ONNX output has shape {tuple(out.shape)}, '

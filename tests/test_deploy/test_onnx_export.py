@@ -131,9 +131,10 @@ def check_parity(model, path, shape, budget):
     (the graph runs the iterations, it does not stop early)."""
     g = torch.Generator().manual_seed(1)
     worst = 0.
+    session = onnx_session(path)
     for bsz in (1, 2):
         x = torch.randn(bsz, 3, *shape, generator=g)
-        err = compare_onnx(model, path, x)
+        err = compare_onnx(model, path, x, session)
         assert err['max_rel'] <= TOL, (bsz, err)
         worst = max(worst, err['max_rel'])
     backbone = next(m for m in model.modules() if hasattr(m, 'deq'))
@@ -141,7 +142,7 @@ def check_parity(model, path, shape, budget):
     assert step >= 2  # the solve moved
     backbone.deq.eval_solver_cfg['max_iter'] = step - 1
     try:
-        short = compare_onnx(model, path, x)
+        short = compare_onnx(model, path, x, session)
     finally:
         backbone.deq.eval_solver_cfg['max_iter'] = budget
     assert short['max_rel'] > 100 * worst, (short, worst)

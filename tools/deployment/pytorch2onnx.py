@@ -99,12 +99,13 @@ def verify(model, path, args, set_cfgs):
     """Print the errors per batch size; True if all are within tolerance."""
     import torch
 
-    from mdeq_mm.deploy import compare_onnx, mdeq_backbones
+    from mdeq_mm.deploy import compare_onnx, mdeq_backbones, onnx_session
     g = torch.Generator().manual_seed(args.seed)
+    session = onnx_session(path)
     ok = True
     for bsz in ((1, 2) if args.dynamic else (args.batch_size, )):
         x = torch.randn(bsz, 3, *args.shape, generator=g)
-        err = compare_onnx(model, path, x)
+        err = compare_onnx(model, path, x, session)
         line = (f'verify batch {bsz}: max abs error {err["max_abs"]:.3e}, '
                 f'relative {err["max_rel"]:.3e}')
         for m in mdeq_backbones(model):
