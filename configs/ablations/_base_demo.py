@@ -1,9 +1,13 @@
 # Ablation base: the segmentation demo (demo data, MDEQ with channels
 # 16-128, trained from scratch) shortened to 300 iterations so that a group
 # runs in minutes on CPU, without the demo's Jacobian loss (the jacobian
-# group adds it back). Each ablation config changes one thing.
+# group adds it back) and with its first backward budget (8; the demo has
+# 16). Each ablation config changes one thing.
 _base_ = ['../demo/mdeq-demo_seg.py']
-model = dict(type='EncoderDecoder', backbone=dict(jac_loss=None))
+model = dict(
+    type='EncoderDecoder',
+    backbone=dict(
+        jac_loss=None, grad_cfg=dict(solver_cfg=dict(max_iter=8))))
 max_iters = 300
 param_scheduler = [
     dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters,

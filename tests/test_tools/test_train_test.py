@@ -4,6 +4,7 @@ generated data (CPU): segmentation, classification, transfer, resume."""
 import glob
 import json
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -88,6 +89,8 @@ def test_segmentation_train_validate_test_with_prediction_pngs(data,
     pred = str(tmp_path / 'pred')
     out = tool('test', SEG, ckpt, '--work-dir', work, '--out', pred,
                *seg_opts(data['city']))
+    # the test run reports its solves too
+    assert re.search(r'Iter\(test\).*deq/fwd_rel_residual', out)
     pngs = sorted(glob.glob(osp.join(pred, '*.png')))
     assert len(pngs) == 3
     arr = cv2.imread(pngs[0], cv2.IMREAD_GRAYSCALE)

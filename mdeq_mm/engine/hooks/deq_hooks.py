@@ -114,11 +114,11 @@ class DEQJacobianScheduleHook(Hook):
 
 class DEQTelemetryHook(Hook):
     """Push the backbone's solver statistics to the MessageHub after every
-    training and validation iteration, so LoggerHook and the visualisation
-    backends (local, TensorBoard) record them.
+    training, validation and test iteration, so LoggerHook and the
+    visualisation backends (local, TensorBoard) record them.
 
-    Scalars, under ``train/deq/`` and ``val/deq/``: forward relative and
-    absolute residual, evaluations, lowest step, converged fraction,
+    Scalars, under ``train/deq/``, ``val/deq/`` and ``test/deq/``: forward
+    relative and absolute residual, evaluations, lowest step, converged fraction,
     per-scale relative residuals, backward residual and evaluations, the
     tracked f applications, and ``bwd_fallback``: the running total of
     samples whose backward solve failed and used the one-step gradient.
@@ -173,6 +173,10 @@ class DEQTelemetryHook(Hook):
     def after_val_iter(self, runner, batch_idx, data_batch=None,
                        outputs=None) -> None:
         self._push(runner, 'val')
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None,
+                        outputs=None) -> None:
+        self._push(runner, 'test')
 
 
 from .run_stats_hook import RunStatsHook  # noqa: E402
