@@ -118,10 +118,11 @@ class DEQTelemetryHook(Hook):
     visualisation backends (local, TensorBoard) record them.
 
     Scalars, under ``train/deq/``, ``val/deq/`` and ``test/deq/``: forward
-    relative and absolute residual, evaluations, lowest step, converged fraction,
-    per-scale relative residuals, backward residual and evaluations, the
-    tracked f applications, and ``bwd_fallback``: the running total of
-    samples whose backward solve failed and used the one-step gradient.
+    relative and absolute residual, evaluations, lowest step, converged
+    fraction, per-scale relative residuals, backward residual and
+    evaluations, the tracked f applications, and ``bwd_fallback``: the
+    running total of samples whose backward solve failed and used the
+    one-step gradient.
     Fallbacks are counted in every iteration and reported through the
     logger at most once per ``interval`` (with the totals so far).
 
