@@ -56,11 +56,12 @@ def parse_requirements(fname, with_version=True):
 
 
 def add_mim_extension():
-    """Put ``configs/``, ``tools/`` and ``model-index.yml`` under
-    ``mdeq_mm/.mim/`` as mmsegmentation and mmpretrain do: copied when a
-    wheel or sdist is built, linked for an editable install, so that an
-    installed package finds its configs (:func:`mdeq_mm.utils.config_path`)
-    and MIM its model index."""
+    """Put ``configs/``, ``tools/``, ``requirements/`` and
+    ``model-index.yml`` under ``mdeq_mm/.mim/`` as mmsegmentation and
+    mmpretrain do: copied when a wheel or sdist is built, linked for an
+    editable install, so that an installed package finds its configs
+    (:func:`mdeq_mm.apis.config_path`), its tools their version pins and
+    MIM its model index."""
     if {'develop', 'editable_wheel'} & set(sys.argv):
         mode = 'symlink'
     elif {'sdist', 'bdist_wheel', 'build', 'build_py'} & set(sys.argv):
@@ -69,7 +70,7 @@ def add_mim_extension():
         return
     mim = osp.join(HERE, 'mdeq_mm', '.mim')
     os.makedirs(mim, exist_ok=True)
-    for name in ('configs', 'tools', 'model-index.yml'):
+    for name in ('configs', 'tools', 'requirements', 'model-index.yml'):
         src, dst = osp.join(HERE, name), osp.join(mim, name)
         if not osp.exists(src):
             continue

@@ -6,27 +6,38 @@ from typing import Sequence
 HOSTS = ('mmseg', 'mmpretrain')
 
 
-def register(cls, kind: str, hosts: Sequence[str] = HOSTS,
-             root: bool = False):
-    """Register ``cls`` in the ``kind`` registry (e.g. 'MODELS',
-    'TRANSFORMS', 'HOOKS') of every installed host package among
-    ``hosts``, and in mmengine's root registry when ``root`` (for Runners
-    with ``default_scope='mmengine'``) or when no host is installed;
-    returns ``cls``."""
-    registered = False
-    for host in hosts:
-        try:
-            registry = getattr(importlib.import_module(f'{host}.registry'),
+def register(kind: str, hosts: Sequence[str] = HOSTS, root: bool = False):
+    """The one way mdeq_mm registers a class: a decorator that puts it in
+    the ``kind`` registry (e.g. 'MODELS', 'TRANSFORMS', 'HOOKS') of every
+    installed host package among ``hosts``, and in mmengine's root registry
+    when ``root`` (for Runners with ``default_scope='mmengine'``, and for
+    mmengine-only registries such as 'MODEL_WRAPPERS' with ``hosts=()``)
+    or when no host is installed.
+
+    Example::
+
+        @register('MODELS', hosts=('mmseg', ))
+        class MDEQHead(BaseDecodeHead):
+            ...
+    """
+
+    def decorate(cls):
+        registered = False
+        for host in hosts:
+            try:
+                registry = getattr(
+                    importlib.import_module(f'{host}.registry'), kind)
+            except ImportError:
+                continue
+            registry.register_module(module=cls)
+            registered = True
+        if root or not registered:
+            registry = getattr(importlib.import_module('mmengine.registry'),
                                kind)
-        except ImportError:
-            continue
-        registry.register_module(module=cls)
-        registered = True
-    if root or not registered:
-        registry = getattr(importlib.import_module('mmengine.registry'),
-                           kind)
-        registry.register_module(module=cls)
-    return cls
+            registry.register_module(module=cls)
+        return cls
+
+    return decorate
 
 
 def scope_of(cfg) -> str:

@@ -44,20 +44,52 @@ def tool_env(**extra):
     return dict(os.environ, PYTHONPATH=path, **extra)
 
 
+_SERVER = []
+
+
+def _server():
+    """The session's :class:`tests.tool_server.ToolServer` (started on
+    first use; ``MDEQ_MM_TEST_FORK=0`` runs every tool in a fresh
+    interpreter instead)."""
+    if not _SERVER:
+        import atexit
+
+        from tests.tool_server import ToolServer
+        _SERVER.append(ToolServer(tool_env()))
+        atexit.register(_SERVER[0].close)
+    return _SERVER[0]
+
+
 def run_tool(name, *args, ok=True, timeout=900):
-    """Run ``tools/<name>.py`` in a fresh process from the repository root;
-    return its combined output (asserting success unless ``ok=False``)."""
+    """Run ``tools/<name>.py`` as its own process from the repository root
+    (a fork of the tests' preloaded tool server: the same script as
+    ``__main__``, its own process, cwd, arguments and exit code, without
+    the import cost); return its combined output (asserting success unless
+    ``ok=False``, which returns ``(output, exit code)``)."""
+    import os
     import os.path as osp
     import subprocess
     import sys
+    import tempfile
     root = osp.dirname(osp.dirname(osp.abspath(__file__)))
-    res = subprocess.run([sys.executable, f'tools/{name}.py', *args],
-                         cwd=root, capture_output=True, text=True,
-                         timeout=timeout, env=tool_env())
-    out = res.stdout + res.stderr
+    argv = [f'tools/{name}.py', *map(str, args)]
+    if os.environ.get('MDEQ_MM_TEST_FORK', '1') == '0':
+        res = subprocess.run([sys.executable, *argv], cwd=root,
+                             capture_output=True, text=True,
+                             timeout=timeout, env=tool_env())
+        out, rc = res.stdout + res.stderr, res.returncode
+    else:
+        fd, path = tempfile.mkstemp(prefix='mdeq_mm_tool_', suffix='.log')
+        os.close(fd)
+        try:
+            rc = _server().run(argv, root, tool_env(), path, timeout)
+            with open(path, errors='replace') as f:
+                out = f.read()
+        finally:
+            os.remove(path)
     if ok:
-        assert res.returncode == 0, out[-4000:]
-    return (out, res.returncode) if not ok else out
+        assert rc == 0, out[-4000:]
+    return (out, rc) if not ok else out
 
 
 def cityscapes_train_ids(root, **kwargs):

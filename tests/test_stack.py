@@ -172,7 +172,7 @@ def test_full_runner_checkpoint_resumes_and_loads(tmp_path):
 
 
 def test_published_checkpoint_has_only_weights_and_meta(tmp_path):
-    from mdeq_mm.utils import publish_checkpoint
+    from mdeq_mm.engine import publish_checkpoint
     work = str(tmp_path)
     _toy_runner(work, 2).train()
     out = publish_checkpoint(osp.join(work, 'iter_2.pth'))
@@ -216,7 +216,7 @@ def test_environment_check_fails_on_a_broken_package(tmp_path):
     assert res.returncode == 1
     assert 'UNMET: mmpretrain' in res.stdout
     assert 'simulated broken install' in res.stdout
-    assert 'fix: pip install mmpretrain==1.2.0' in res.stdout
+    assert 'fix: pip install "mmpretrain==1.2.0"' in res.stdout
 
 
 def test_environment_check_reports_wrong_versions(capsys):
@@ -225,7 +225,7 @@ def test_environment_check_reports_wrong_versions(capsys):
         import check_env
     finally:
         sys.path.pop(0)
-    reqs = [r for r in check_env.REQUIREMENTS if r[0] != 'mmengine']
+    reqs = [r for r in check_env.requirements() if r[0] != 'mmengine']
     reqs.append(('mmengine', 'mmengine', 'mmengine', '==0.9.0',
                  'pip install mmengine==0.10.7'))
     reqs.append(('nonexistent', 'no-such-dist-xyz', None, '', 'install it'))
@@ -240,7 +240,7 @@ def test_checkpoint_allowlist_does_not_open_getattr():
 
     from mmengine.logging.history_buffer import HistoryBuffer
 
-    from mdeq_mm.utils.checkpoint import _history_buffer_getattr
+    from mdeq_mm.engine.checkpoint import _history_buffer_getattr
     assert _history_buffer_getattr(HistoryBuffer, 'mean') is \
         HistoryBuffer.mean
     with pytest.raises(pickle.UnpicklingError, match='refusing'):

@@ -93,7 +93,7 @@ def train(config, work_dir, opts):
 def count_params(config):
     from analysis._common import build_model
 
-    from mdeq_mm.utils import load_config
+    from mdeq_mm.apis import load_config
     model, _ = build_model(load_config(osp.join(ROOT, config)))
     return sum(p.numel() for p in model.parameters())
 

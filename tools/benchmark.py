@@ -10,11 +10,11 @@ allocations through the process's peak RSS; torch's allocator on CUDA):
   gradient (Broyden 27 forward / 30 backward, full budgets), 'phantom'
   (k = 5 damped steps), 'unrolled' (27 weight-tied applications, plain
   backprop), and mmseg's HRNet-W18 FCN;
-* segmentation inference at 1024x2048 (MDEQ solve with budget 27; HRNet);
+* segmentation inference at 1024x2048 (MDEQ solve with max_iter 27; HRNet);
 * classification at 224x224, batch 2: MDEQ-Small classifier (ift,
   phantom, unrolled) and mmpretrain's HRNet-W18 classifier;
-* peak training memory against the forward budget (10, 20, 40) for the
-  implicit model (Broyden history: min(budget + 1, 16) steps of B · D
+* peak training memory against the forward max_iter (10, 20, 40) for the
+  implicit model (Broyden history: min(max_iter + 1, 16) steps of B · D
   floats, reported separately) and the unrolled model with as many
   applications.
 
@@ -29,29 +29,29 @@ import os.path as osp
 
 import torch
 
+from mdeq_mm.engine.profiling import (PeakMemory, run_isolated, save_results,
+                                      timed)
 from mdeq_mm.ops.solvers import broyden
-from mdeq_mm.utils.profiling import (PeakMemory, run_isolated, save_results,
-                                     timed)
 
-# steps the forward Broyden solve stores: min(budget + 1, its history)
+# steps the forward Broyden solve stores: min(max_iter + 1, its history)
 HISTORY = inspect.signature(broyden).parameters['history'].default
 MEAN_STD = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
 
 
-def mdeq_backbone(mode, budget=27, backward=30):
+def mdeq_backbone(mode, max_iter=27, backward=30):
     full = dict(tol=0.0, stop_mode='rel')
     cfg = dict(type='MDEQ', arch='small', norm_cfg=dict(type='BN'),
-               solver_cfg=dict(max_iter=budget, **full),
+               solver_cfg=dict(max_iter=max_iter, **full),
                grad_cfg=dict(solver='broyden',
                              solver_cfg=dict(max_iter=backward, **full)))
     if mode == 'phantom':
         cfg.update(grad='phantom', grad_cfg=dict(k=5, tau=0.6))
     elif mode == 'unrolled':
-        cfg.update(mode='unrolled', unrolled_depth=budget)
+        cfg.update(mode='unrolled', unrolled_depth=max_iter)
     return cfg
 
 
-def build(task, model, mode, budget):
+def build(task, model, mode, max_iter):
     from mmengine.config import ConfigDict
     from mmengine.registry import DefaultScope
     import mdeq_mm  # noqa: F401
@@ -59,7 +59,7 @@ def build(task, model, mode, budget):
         from mmseg.registry import MODELS
         scope = 'mmseg'
         if model == 'mdeq':
-            backbone = mdeq_backbone(mode, budget)
+            backbone = mdeq_backbone(mode, max_iter)
             head = dict(type='MDEQHead', in_channels=[32, 64, 128, 256],
                         num_classes=19, norm_cfg=dict(type='BN'))
         else:
@@ -91,7 +91,7 @@ def build(task, model, mode, budget):
         from mmpretrain.registry import MODELS
         scope = 'mmpretrain'
         if model == 'mdeq':
-            backbone = mdeq_backbone(mode, budget)
+            backbone = mdeq_backbone(mode, max_iter)
             neck = [
                 dict(type='MDEQClsNeck'),
                 dict(type='GlobalAveragePooling')
@@ -128,10 +128,10 @@ def batch(task, bsz, size, device):
     return x, samples
 
 
-def run_case(task, model, mode, size, bsz, device, kind, budget, repeat):
+def run_case(task, model, mode, size, bsz, device, kind, max_iter, repeat):
     """One measurement in this (fresh) process."""
     torch.manual_seed(0)
-    net = build(task, model, mode, budget).to(device)
+    net = build(task, model, mode, max_iter).to(device)
     x, samples = batch(task, bsz, size, device)
     history_mb = 0.0
     if kind == 'train':
@@ -157,10 +157,10 @@ def run_case(task, model, mode, size, bsz, device, kind, budget, repeat):
     if model == 'mdeq' and mode != 'unrolled':
         dim = sum(c * (size[0] // s) * (size[1] // s)
                   for c, s in zip((32, 64, 128, 256), (4, 8, 16, 32)))
-        history_mb = min(budget + 1, HISTORY) * bsz * dim * 4 / 2**20
+        history_mb = min(max_iter + 1, HISTORY) * bsz * dim * 4 / 2**20
     stats = getattr(getattr(net, 'backbone', None), 'last_stats', None)
     return dict(task=task, model=model, mode=mode, size=list(size), bsz=bsz,
-                kind=kind, budget=budget, time_s=median,
+                kind=kind, max_iter=max_iter, time_s=median,
                 peak_mb=mem.delta / 2**20, history_mb=history_mb,
                 mode_run=getattr(stats, 'mode', None))
 
@@ -170,7 +170,7 @@ def label(r):
 
 
 def make_plan(quick):
-    """(task, model, mode, size, batch, kind, budget) of every case."""
+    """(task, model, mode, size, batch, kind, max_iter) of every case."""
     modes = [('mdeq', 'ift'), ('mdeq', 'phantom'), ('mdeq', 'unrolled'),
              ('hrnet', '-')]
     crops = [(256, 512)] if quick else [(256, 512), (512, 1024)]
@@ -192,7 +192,7 @@ def print_tables(rows):
           'of which Broyden history (MB) |')
     print('|---|---|---|---|---|---|')
     for r in rows:
-        if r['task'] == 'seg' and r['kind'] == 'train' and r['budget'] == 27:
+        if r['task'] == 'seg' and r['kind'] == 'train' and r['max_iter'] == 27:
             print(f"| {label(r)} | {r['size'][0]}x{r['size'][1]} | "
                   f"{r['bsz']} | {r['time_s']:.2f} | {r['peak_mb']:.0f} | "
                   f"{r['history_mb']:.0f} |")
@@ -206,12 +206,12 @@ def print_tables(rows):
     for r in rows:
         if r['task'] == 'cls':
             print(f"| {label(r)} | {r['time_s']:.2f} | {r['peak_mb']:.0f} |")
-    print('\n### Peak training memory vs forward budget (256x512, batch 1)'
+    print('\n### Peak training memory vs forward max_iter (256x512, batch 1)'
           '\n')
-    print('| budget | implicit (MB) | implicit without history (MB) | '
-          'unrolled, same applications (MB) |\n|---|---|---|---|')
-    mem = {(r['budget'], r['mode']): r for r in rows
-           if r['budget'] in (10, 20, 40)}
+    print('| forward max_iter | implicit (MB) | implicit without history '
+          '(MB) | unrolled, same applications (MB) |\n|---|---|---|---|')
+    mem = {(r['max_iter'], r['mode']): r for r in rows
+           if r['max_iter'] in (10, 20, 40)}
     for n in (10, 20, 40):
         imp, unr = mem[(n, 'ift')], mem[(n, 'unrolled')]
         print(f"| {n} | {imp['peak_mb']:.0f} | "
@@ -224,7 +224,7 @@ def print_targets(rows, mem):
     """The targets, as ratios in this run."""
     seg = {(r['mode'], tuple(r['size']), r['bsz']): r for r in rows
            if r['task'] == 'seg' and r['kind'] == 'train'
-           and r['budget'] == 27 and r['model'] == 'mdeq'}
+           and r['max_iter'] == 27 and r['model'] == 'mdeq'}
     print('\n### Targets\n')
     for key in sorted({k[1:] for k in seg}):
         ift, ph, un = (seg[(m, ) + key]
@@ -235,7 +235,7 @@ def print_targets(rows, mem):
               f"{ph['time_s'] / ift['time_s']:.2f} (target <= 0.6)")
     m10 = mem[(10, 'ift')]['peak_mb'] - mem[(10, 'ift')]['history_mb']
     m40 = mem[(40, 'ift')]['peak_mb'] - mem[(40, 'ift')]['history_mb']
-    print(f'- implicit memory at budget 40 / at 10, history excluded: '
+    print(f'- implicit memory at max_iter 40 / at 10, history excluded: '
           f'{m40 / m10:.2f} (target <= 1.1)')
 
 
@@ -249,13 +249,13 @@ def main():
     parser.add_argument('--repeat', type=int, default=2)
     args = parser.parse_args()
     rows = []
-    for task, model, mode, size, bsz, kind, budget in make_plan(args.quick):
+    for task, model, mode, size, bsz, kind, max_iter in make_plan(args.quick):
         r = run_isolated(run_case, task=task, model=model, mode=mode,
                          size=size, bsz=bsz, device=args.device, kind=kind,
-                         budget=budget, repeat=args.repeat)
+                         max_iter=max_iter, repeat=args.repeat)
         rows.append(r)
         print(f"  {task} {kind} {label(r):<22} {size[0]}x{size[1]} b{bsz} "
-              f"budget {budget}: {r['time_s']:.2f}s {r['peak_mb']:.0f}MB",
+              f"max_iter {max_iter}: {r['time_s']:.2f}s {r['peak_mb']:.0f}MB",
               flush=True)
     print(f'\nDevice: {args.device}; torch {torch.__version__}; threads '
           f'{torch.get_num_threads()}\n')
@@ -269,7 +269,7 @@ def plot(rows, path):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     train = [r for r in rows if r['task'] == 'seg' and r['kind'] == 'train'
-             and r['budget'] == 27]
+             and r['max_iter'] == 27]
     cases = list(dict.fromkeys(f"{r['size'][0]}x{r['size'][1]} b{r['bsz']}"
                                for r in train))
     labels = list(dict.fromkeys(label(r) for r in train))
@@ -288,15 +288,15 @@ def plot(rows, path):
         ax.set_xticklabels(cases)
         ax.set_title(title)
     axes[0].legend(fontsize=8)
-    budgets = (10, 20, 40)
+    counts = (10, 20, 40)
     for mode, style in (('ift', 'o-'), ('unrolled', 's-')):
-        vals = [next(r['peak_mb'] for r in rows if r['budget'] == n and
-                     r['mode'] == mode) for n in budgets]
-        axes[2].plot(budgets, vals, style, label=mode)
+        vals = [next(r['peak_mb'] for r in rows if r['max_iter'] == n and
+                     r['mode'] == mode) for n in counts]
+        axes[2].plot(counts, vals, style, label=mode)
     hist = [next(r['peak_mb'] - r['history_mb'] for r in rows
-                 if r['budget'] == n and r['mode'] == 'ift') for n in budgets]
-    axes[2].plot(budgets, hist, 'o--', label='ift without history')
-    axes[2].set_xlabel('forward budget (f applications)')
+                 if r['max_iter'] == n and r['mode'] == 'ift') for n in counts]
+    axes[2].plot(counts, hist, 'o--', label='ift without history')
+    axes[2].set_xlabel('forward max_iter (solver iterations)')
     axes[2].set_title('peak training memory (MB), 256x512 b1')
     axes[2].legend(fontsize=8)
     fig.tight_layout()

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from mdeq_mm.ops import solve
-from mdeq_mm.utils.profiling import PeakMemory, run_isolated, save_results
+from mdeq_mm.engine.profiling import PeakMemory, run_isolated, save_results
 
 TOL = 1e-3
 # (implementation, solver, options): our Broyden by default (16-step memory,

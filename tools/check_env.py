@@ -10,36 +10,84 @@ Usage:
 """
 import importlib
 import importlib.metadata as metadata
+import os.path as osp
 import platform
+import re
 import sys
 
 SETUP = 'python tools/setup_env.py'
+HERE = osp.dirname(osp.abspath(__file__))
+# a checkout's requirements/, or the installed package's .mim/requirements
+REQUIREMENTS_DIR = osp.join(osp.dirname(HERE), 'requirements')
 
-# (display name, distribution, module, requirement, fix)
-REQUIREMENTS = [
-    ('torch', 'torch', 'torch', '>=2.0', f'{SETUP} (installs 2.14.1)'),
-    ('torchvision', 'torchvision', 'torchvision', '>=0.15',
-     f'{SETUP} (installs 0.29.1, matching torch 2.14.1)'),
-    ('mmcv', 'mmcv', 'mmcv', '>=2.0.0rc4,<2.2.0',
-     f'{SETUP} (builds mmcv 2.1.0 with compiled ops); mmcv-lite cannot '
-     'serve: mmseg imports mmcv.ops'),
-    ('mmengine', 'mmengine', 'mmengine', '==0.10.7',
-     'pip install mmengine==0.10.7'),
-    ('mmseg', 'mmsegmentation', 'mmseg', '==1.2.2',
-     'pip install mmsegmentation==1.2.2'),
-    ('mmpretrain', 'mmpretrain', 'mmpretrain', '==1.2.0',
-     'pip install mmpretrain==1.2.0'),
-    ('setuptools', 'setuptools', None, '>=77,<82',
-     'pip install "setuptools>=77,<82" (mmengine 0.10.7 imports '
-     'pkg_resources, removed in setuptools 82)'),
-    ('opencv-python', 'opencv-python', 'cv2', '', 'pip install opencv-python'),
-    ('ftfy', 'ftfy', 'ftfy', '', 'pip install ftfy'),
-    ('regex', 'regex', 'regex', '', 'pip install regex'),
-    ('onnx', 'onnx', 'onnx', '>=1.16',
-     'pip install "onnx>=1.16" (ONNX export, tools/deployment)'),
-    ('onnxruntime', 'onnxruntime', 'onnxruntime', '>=1.17',
-     'pip install "onnxruntime>=1.17" (tools/deployment --verify)'),
-]
+
+def read_requirements(name: str) -> list:
+    """The requirement strings of ``requirements/<name>`` (following
+    ``-r`` includes; comments and pip options dropped). requirements/ is
+    the one source of the project's versions."""
+    reqs = []
+    with open(osp.join(REQUIREMENTS_DIR, name)) as f:
+        for line in f:
+            line = line.split('#', 1)[0].strip()
+            if line.startswith('-r '):
+                reqs += read_requirements(line.split(None, 1)[1])
+            elif line and not line.startswith('-'):
+                reqs.append(line)
+    return reqs
+
+
+def split_requirement(req: str) -> tuple:
+    """``'mmengine==0.10.7'`` -> ``('mmengine', '==0.10.7')``."""
+    name = re.split(r'[<>=!~;\[ ]', req, 1)[0]
+    return name, req[len(name):].strip()
+
+
+def pin(dist: str) -> str:
+    """The exact version ``make setup`` installs (requirements/stack.txt)."""
+    return dict(map(split_requirement,
+                    read_requirements('stack.txt')))[dist].lstrip('=')
+
+
+# distribution -> (display name, module to import, fix); the default fix
+# is pip install of the requirement
+SPECIAL = {
+    'torch': ('torch', 'torch', lambda r: f'{SETUP} (installs '
+              f"{pin('torch')})"),
+    'torchvision': ('torchvision', 'torchvision', lambda r: f'{SETUP} '
+                    f"(installs {pin('torchvision')}, matching torch "
+                    f"{pin('torch')})"),
+    'mmcv': ('mmcv', 'mmcv', lambda r: f'{SETUP} (builds mmcv '
+             f"{pin('mmcv')} with compiled ops); mmcv-lite cannot serve: "
+             'mmseg imports mmcv.ops'),
+    'mmsegmentation': ('mmseg', 'mmseg', None),
+    'setuptools': ('setuptools', None, lambda r: f'pip install "{r}" '
+                   '(mmengine 0.10.7 imports pkg_resources, removed in '
+                   'setuptools 82)'),
+    'opencv-python': ('opencv-python', 'cv2', None),
+    'onnx': ('onnx', 'onnx', lambda r: f'pip install "{r}" (ONNX export, '
+             'tools/deployment)'),
+    'onnxruntime': ('onnxruntime', 'onnxruntime', lambda r: f'pip install '
+                    f'"{r}" (tools/deployment --verify)'),
+}
+# the runtime stack, then the deployment extra (matplotlib and numpy come
+# with it; the test runner is checked by running it)
+CHECKED = ('torch.txt', 'mminstall.txt', 'runtime.txt', 'deploy.txt')
+SKIP = ('matplotlib', 'numpy')
+
+
+def requirements() -> list:
+    """(display name, distribution, module, specifier, fix) of every
+    checked requirement, read from requirements/."""
+    rows = []
+    for fname in CHECKED:
+        for req in read_requirements(fname):
+            dist, spec = split_requirement(req)
+            if dist in SKIP or any(r[1] == dist for r in rows):
+                continue
+            name, module, fix = SPECIAL.get(dist, (dist, dist, None))
+            rows.append((name, dist, module, spec,
+                         fix(req) if fix else f'pip install "{req}"'))
+    return rows
 
 
 def _specifier_contains(spec, version):
@@ -86,15 +134,15 @@ def extra_checks():
         problems.append(
             ('torch/torchvision pair', f'torchvision ops unusable ({e})',
              'install the torchvision release built for your torch, e.g. '
-             'torch==2.14.1 with torchvision==0.29.1'))
+             f"torch=={pin('torch')} with torchvision=={pin('torchvision')}"))
     return problems
 
 
-def main(requirements=REQUIREMENTS):
+def main(reqs=None):
     """Print the report; return the number of unmet requirements."""
     print(f'Python         {sys.version.split()[0]} ({platform.platform()})')
     problems = []
-    for name, dist, module, spec, fix in requirements:
+    for name, dist, module, spec, fix in reqs or requirements():
         version, problem = check_one(dist, module, spec)
         state = 'OK' if problem is None else 'PROBLEM'
         print(f'{name:<14} {version or "-":<14} {spec or "any":<20} {state}')

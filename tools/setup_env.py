@@ -5,15 +5,16 @@ Idempotent: each step checks first and does nothing when its requirement is
 already met. One progress line per step, then the total time. Uses only the
 standard library, because it runs before torch exists.
 
-Steps:
-  1. torch 2.14.1 + torchvision 0.29.1 (kept if a matching pair is present)
-  2. build tools: setuptools>=77,<82, wheel, ninja
-  3. mmengine 0.10.7, mmsegmentation 1.2.2, mmpretrain 1.2.0, opencv-python,
-     ftfy, regex (they also bring mmcv's own dependencies)
-  4. mmcv 2.1.0 with compiled ops, built from the PyPI source once and cached
-     as a wheel under $MDEQ_MM_CACHE (default ~/.cache/mdeq_mm), keyed by the
-     mmcv, torch, Python and CUDA versions
-  5. this package, editable, with its test extras
+Steps (the versions are those of requirements/, the one source of pins):
+  1. torch + torchvision of requirements/stack.txt (kept if a matching pair
+     is present)
+  2. build tools: setuptools (runtime.txt), wheel, ninja (stack.txt)
+  3. the OpenMMLab packages of mminstall.txt and the rest of runtime.txt
+     (they also bring mmcv's own dependencies)
+  4. mmcv (stack.txt) with compiled ops, built from the PyPI source once and
+     cached as a wheel under $MDEQ_MM_CACHE (default ~/.cache/mdeq_mm),
+     keyed by the mmcv, torch, Python and CUDA versions
+  5. this package, editable, with its test extras (tests.txt)
   6. the environment check (tools/check_env.py)
 
 Usage:
@@ -30,14 +31,20 @@ import tarfile
 import tempfile
 import time
 
+from check_env import pin, read_requirements, split_requirement
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TORCH_PAIR = ('2.14.1', '0.29.1')
-MMCV_VERSION = '2.1.0'
+TORCH_PAIR = (pin('torch'), pin('torchvision'))
+MMCV_VERSION = pin('mmcv')
+_RUNTIME = read_requirements('runtime.txt')
+# setuptools first, with the build tools; mmcv is built in its own step
+BUILD_TOOLS = [r for r in _RUNTIME if split_requirement(r)[0] == 'setuptools'
+               ] + [r for r in read_requirements('stack.txt')
+                    if split_requirement(r)[0] in ('wheel', 'ninja')]
 MM_PACKAGES = [
-    'mmengine==0.10.7', 'mmsegmentation==1.2.2', 'mmpretrain==1.2.0',
-    'opencv-python', 'ftfy', 'regex'
+    r for r in read_requirements('mminstall.txt') + _RUNTIME
+    if split_requirement(r)[0] not in ('mmcv', 'setuptools')
 ]
-BUILD_TOOLS = ['setuptools>=77,<82', 'wheel', 'ninja']
 # Subprocess checks run here so that the checkout never shadows a package.
 EMPTY_DIR = tempfile.mkdtemp(prefix='mdeq_mm_setup_')
 
@@ -268,11 +275,7 @@ def step_mm(args):
 
 
 def test_requirements():
-    with open(osp.join(ROOT, 'requirements', 'tests.txt')) as f:
-        return [
-            line.split('#')[0].strip() for line in f
-            if line.split('#')[0].strip()
-        ]
+    return read_requirements('tests.txt')
 
 
 def step_self(args):

@@ -49,11 +49,11 @@ def load_tool_cfg(config: str,
                   cfg_options: Optional[dict] = None,
                   work_dir: Optional[str] = None,
                   launcher: str = 'none'):
-    """Read a config for a tool run: :func:`mdeq_mm.utils.load_config`
+    """Read a config for a tool run: :func:`mdeq_mm.apis.load_config`
     with the launcher set, and CPU multi-process runs prepared
     (:mod:`mdeq_mm.engine.cpu_dist`)."""
     from mdeq_mm.engine.cpu_dist import setup_cpu_distributed
-    from mdeq_mm.utils import load_config
+    from mdeq_mm.apis import load_config
     cfg = load_config(config, cfg_options, work_dir)
     cfg.launcher = launcher
     setup_cpu_distributed(cfg)

@@ -23,8 +23,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from mdeq_mm.registry import build_model
-from mdeq_mm.utils.paths import config_path
+from mdeq_mm.apis import config_path
 
 COPY_PREFIXES = ('fullstage_copy.', 'deq.func.', 'deq.func_copy.')
 COPY_REASON = ('duplicate tree (no-grad copy / deq wrapper); weights come '
@@ -242,18 +241,17 @@ def convert(path: str, task: Optional[str] = None) -> dict:
 
 
 def build_target(config: str, options: List[str]):
-    """Build the mdeq_mm model named by a config plus cfg-options."""
-    from mmengine.config import Config, DictAction
-    cfg = Config.fromfile(config_path(config))
-    if options:
-        parsed = {}
-        for opt in options:
-            key, value = opt.split('=', 1)
-            parsed[key] = DictAction._parse_iterable(value)
-        cfg.merge_from_dict(parsed)
-    cfg.model.pop('init_cfg', None)
-    cfg.model.backbone.pop('init_cfg', None)
-    return build_model(cfg)
+    """The mdeq_mm model named by a config plus cfg-options (``key=value``
+    strings, as printed for the user), built by
+    :func:`mdeq_mm.apis.init_model`."""
+    from mmengine.config import DictAction
+
+    from mdeq_mm.apis import init_model
+    parsed = {}
+    for opt in options or ():
+        key, value = opt.split('=', 1)
+        parsed[key] = DictAction._parse_iterable(value)
+    return init_model(config_path(config), cfg_options=parsed)
 
 
 def check_against_model(state, model) -> List[str]:

@@ -62,11 +62,7 @@ class _BadFiles:
         return None
 
 
-def register_transform(cls):
-    return register(cls, 'TRANSFORMS')
-
-
-@register_transform
+@register('TRANSFORMS')
 class CheckedLoadImageFromFile(_BadFiles, LoadImageFromFile):
     """``LoadImageFromFile`` that rejects truncated and undecodable files.
 
@@ -122,7 +118,7 @@ except ImportError:  # mmseg not installed: image loading only
 
 if LoadAnnotations is not None:
 
-    @register_transform
+    @register('TRANSFORMS')
     class CheckedLoadAnnotations(_BadFiles, LoadAnnotations):
         """mmseg's ``LoadAnnotations`` with checks of each label map: it is
         complete, has one channel, has the size of its image (load the

@@ -2,10 +2,10 @@
 """ONNX export of MDEQ segmentors and classifiers with a fixed solver budget.
 
 At test time an MDEQ with ``max_iter=N, tol=0`` is a static graph: the
-solver runs exactly N iterations. :func:`set_solver_budget` sets that on
-every MDEQ backbone of a model; :func:`export_onnx` traces the model's
-``mode='tensor'`` output (the segmentor's logits, the classifier's scores)
-inside :func:`mdeq_mm.ops.static_graph`, where the solvers run the same
+solver runs its whole budget. :func:`mdeq_mm.apis.set_solver` sets that on
+every MDEQ backbone of a model (``tol=0``); :func:`export_onnx` traces the
+model's ``mode='tensor'`` output (the segmentor's logits, the classifier's
+scores) inside :func:`mdeq_mm.ops.static_graph`, where the solvers run the same
 arithmetic as in PyTorch without host syncs, in-place writes or LAPACK
 calls; :func:`compare_onnx` runs the file in onnxruntime against the
 PyTorch eval path (no static graph) at the same solver and budget.
@@ -15,17 +15,15 @@ The exported graph takes the data preprocessor's output: normalised
 order are stored in the file's metadata). The batch axis is dynamic unless
 exported static.
 """
-import copy
 import io
-import logging
 import warnings
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 from torch import nn
 
+from mdeq_mm.apis import find_mdeqs
 from mdeq_mm.ops import static_graph
-from mdeq_mm.ops.solvers import SOLVERS, solver_options
 
 #: opsets the exporter (torch's TorchScript-based ONNX exporter) can write
 MIN_OPSET, MAX_OPSET = 10, 20
@@ -35,102 +33,6 @@ DEFAULT_OPSET = 17
 class ExportError(RuntimeError):
     """A model that cannot be exported as asked; the message says why and
     what to change."""
-
-
-def load_model(config,
-               checkpoint: Optional[str] = None,
-               cfg_options: Optional[dict] = None,
-               seed: int = 0) -> nn.Module:
-    """A config's model for inference, on the CPU in eval mode.
-
-    ``config`` is a file (read by :func:`mdeq_mm.utils.load_config` with
-    ``cfg_options``), a host package's config (``mmseg::...``,
-    ``mmpretrain::...``) or a loaded Config (used as is; not modified).
-    No pretrained weights are fetched: the weights come from
-    ``checkpoint`` or the initialisation seeded by ``seed``. SyncBN
-    becomes the BN it computes in evaluation.
-    """
-    from mmengine.hub import get_config
-    from mmengine.logging import MMLogger
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.runner import load_checkpoint
-
-    from mdeq_mm.registry import build_model
-    from mdeq_mm.utils import load_config
-    if not isinstance(config, str):
-        cfg = copy.deepcopy(config)
-    elif '::' in config:
-        cfg = get_config(config)
-        if cfg_options:
-            cfg.merge_from_dict(cfg_options)
-    else:
-        cfg = load_config(config, cfg_options)
-    if 'pretrained' in cfg.model:
-        cfg.model.pretrained = None
-    cfg.model.pop('init_cfg', None)
-    if 'backbone' in cfg.model:
-        cfg.model.backbone.pop('init_cfg', None)
-    torch.manual_seed(seed)
-    # building and initialising log every parameter at INFO: keep warnings
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        model = build_model(cfg)
-        if checkpoint:
-            load_checkpoint(model, checkpoint, map_location='cpu')
-        else:
-            model.init_weights()
-    finally:
-        logger.setLevel(level)
-    model = revert_sync_batchnorm(model).eval()
-    model.cfg = cfg
-    return model
-
-
-def mdeq_backbones(model: nn.Module) -> List[nn.Module]:
-    """The MDEQ modules of a model (those with an implicit layer)."""
-    from mdeq_mm.models.backbones.mdeq import MDEQ
-    return [m for m in model.modules() if isinstance(m, MDEQ)]
-
-
-def set_solver_budget(model: nn.Module,
-                      solver: Optional[str] = None,
-                      budget: Optional[int] = None,
-                      dtype: Optional[str] = None) -> List[Dict]:
-    """Make every MDEQ of ``model`` solve with ``solver`` for exactly
-    ``budget`` iterations in evaluation (``eval_solver_cfg`` with
-    ``max_iter=budget, tol=0``).
-
-    ``None`` keeps the configured solver / evaluation budget. Options of the
-    configured evaluation solver that the chosen solver accepts (e.g.
-    Broyden's ``history``, ``stop_mode``) are kept. ``dtype`` ('float32'
-    or 'float64'; None keeps the backbone's) is the solvers' arithmetic
-    (:meth:`~mdeq_mm.ops.ImplicitLayer.set_solver_dtype`). Returns, per
-    backbone, ``dict(solver=..., solver_cfg=..., dtype=...)`` as set.
-    """
-    if solver is not None and solver not in SOLVERS:
-        raise ValueError(f'unknown solver {solver!r}; valid solvers: '
-                         f'{sorted(SOLVERS)}')
-    if budget is not None and budget < 1:
-        raise ValueError(f'the solver budget must be >= 1, got {budget}')
-    done = []
-    for m in mdeq_backbones(model):
-        deq = m.deq
-        old = deq.eval_solver_cfg if deq.eval_solver_cfg is not None \
-            else deq.solver_cfg
-        name = solver or deq.solver
-        valid = solver_options(name)
-        cfg = {k: v for k, v in old.items() if k in valid}
-        cfg['max_iter'] = budget if budget is not None else old.get(
-            'max_iter', 30)
-        cfg['tol'] = 0.
-        deq.solver, deq.eval_solver_cfg = name, cfg
-        if dtype is not None:
-            deq.set_solver_dtype(dtype)
-        done.append(dict(solver=name, solver_cfg=dict(cfg),
-                         dtype='float64' if deq.solver_dtype else 'float32'))
-    return done
 
 
 class TensorOutput(nn.Module):
@@ -245,7 +147,7 @@ def export_onnx(model: nn.Module,
     x = torch.randn(batch_size, 3, h, w, device=device)
     axes = dict(input={0: 'batch'}, output={0: 'batch'}) \
         if dynamic_batch else None
-    backbones = mdeq_backbones(model)
+    backbones = find_mdeqs(model)
     try:
         _export(wrapper, x, path, opset, axes)
     except torch.onnx.errors.OnnxExporterError as e:

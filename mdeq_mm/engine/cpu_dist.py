@@ -13,10 +13,11 @@ import os
 import torch
 import torch.distributed as dist
 from mmengine.model import MMDistributedDataParallel
-from mmengine.registry import MODEL_WRAPPERS
+
+from mdeq_mm.registry import register
 
 
-@MODEL_WRAPPERS.register_module()
+@register('MODEL_WRAPPERS', hosts=(), root=True)
 class CPUDistributedDataParallel(MMDistributedDataParallel):
     """MMDistributedDataParallel for CPU modules (no ``device_ids``)."""
 

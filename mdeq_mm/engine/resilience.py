@@ -29,11 +29,10 @@ import torch.distributed as dist
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
-from mmengine.registry import OPTIM_WRAPPERS
 from mmengine.runner import EpochBasedTrainLoop
 
 from mdeq_mm.registry import register
-from .checkpointing import ATOMIC_BACKEND, write_last_checkpoint
+from .checkpoint import ATOMIC_BACKEND, write_last_checkpoint
 
 DEFAULT_SIGNALS = ('SIGTERM', 'SIGUSR1', 'SIGINT')
 
@@ -97,6 +96,7 @@ def save_interrupted(runner) -> str:
     return path
 
 
+@register('HOOKS', root=True)
 class GracefulStopHook(Hook):
     """Stop training cleanly on a signal, after the current iteration.
 
@@ -174,6 +174,7 @@ class GracefulStopHook(Hook):
         self._previous = {}
 
 
+@register('OPTIM_WRAPPERS', hosts=(), root=True)
 class FiniteOptimWrapper(OptimWrapper):
     """``OptimWrapper`` that skips the optimiser step when the loss or the
     gradient norm is not finite, on every rank together, and counts it.
@@ -223,6 +224,7 @@ class FiniteOptimWrapper(OptimWrapper):
         self.consecutive = 0
 
 
+@register('HOOKS', root=True)
 class DivergenceGuardHook(Hook):
     """Log skipped (non-finite) steps; after ``max_consecutive`` in a row,
     save the last finite weights and stop with :class:`TrainingDiverged`.
@@ -292,9 +294,9 @@ class DivergenceGuardHook(Hook):
 
 def _solver_state(runner) -> str:
     """The MDEQ forward solve's last state, for the divergence message."""
-    from .hooks.deq_hooks import find_mdeq_backbone
+    from mdeq_mm.apis import find_mdeq
     try:
-        stats = find_mdeq_backbone(runner.model).last_stats
+        stats = find_mdeq(runner.model).last_stats
     except TypeError:
         return ''
     if stats is None or stats.forward is None:
@@ -333,8 +335,3 @@ def enable_fault_tolerance(cfg, max_consecutive: int = 5) -> None:
     if 'GracefulStopHook' not in have:
         hooks.append(dict(type='GracefulStopHook'))
     cfg.custom_hooks = hooks
-
-
-for _cls in (GracefulStopHook, DivergenceGuardHook):
-    register(_cls, 'HOOKS', root=True)
-OPTIM_WRAPPERS.register_module(module=FiniteOptimWrapper)

@@ -5,6 +5,8 @@ backbone's Jacobian loss (``backbone.jac_loss``, see the backbone's
 Jacobian loss they are the stock models."""
 import importlib.util
 
+from mdeq_mm.registry import register
+
 
 def add_jac_loss(losses: dict, backbone) -> dict:
     """``losses`` plus ``loss_jac`` when the backbone computed one."""
@@ -26,9 +28,8 @@ __all__ = ['add_jac_loss', 'WithJacLoss']
 
 if importlib.util.find_spec('mmseg') is not None:
     from mmseg.models.segmentors import EncoderDecoder
-    from mmseg.registry import MODELS as SEG_MODELS
 
-    @SEG_MODELS.register_module()
+    @register('MODELS', hosts=('mmseg', ))
     class DEQEncoderDecoder(WithJacLoss, EncoderDecoder):
         """EncoderDecoder whose losses include ``loss_jac``."""
 
@@ -36,9 +37,8 @@ if importlib.util.find_spec('mmseg') is not None:
 
 if importlib.util.find_spec('mmpretrain') is not None:
     from mmpretrain.models.classifiers import ImageClassifier
-    from mmpretrain.registry import MODELS as CLS_MODELS
 
-    @CLS_MODELS.register_module()
+    @register('MODELS', hosts=('mmpretrain', ))
     class DEQImageClassifier(WithJacLoss, ImageClassifier):
         """ImageClassifier whose losses include ``loss_jac``."""
 

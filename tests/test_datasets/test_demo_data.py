@@ -5,8 +5,6 @@ data."""
 import glob
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -17,6 +15,7 @@ from PIL import Image
 import mdeq_mm  # noqa: F401
 from mdeq_mm.datasets.demo_data import (make_scene, write_cityscapes,
                                         write_imagenet)
+from tests.helpers import run_tool
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # the official Cityscapes table (cityscapesScripts labels.py) for the ids
@@ -70,11 +69,8 @@ def test_converter_tool_maps_the_official_table(city, tmp_path):
     import shutil
     root = str(tmp_path / 'c')
     shutil.copytree(city, root)
-    res = subprocess.run([
-        sys.executable, 'tools/dataset_converters/cityscapes.py', root
-    ], cwd=ROOT, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
-    assert '10/10 label maps converted' in res.stdout
+    out = run_tool('dataset_converters/cityscapes', root)
+    assert '10/10 label maps converted' in out
     for path in glob.glob(osp.join(root, 'gtFine', '*', '*',
                                    '*_labelIds.png')):
         ids = cv2.imread(path, cv2.IMREAD_UNCHANGED)
@@ -89,13 +85,10 @@ def test_converter_tool_maps_the_official_table(city, tmp_path):
 
 
 def test_converter_without_label_ids_names_the_download(tmp_path):
-    res = subprocess.run([
-        sys.executable, 'tools/dataset_converters/cityscapes.py',
-        str(tmp_path)
-    ], cwd=ROOT, capture_output=True, text=True)
-    assert res.returncode == 1
-    assert 'gtFine_trainvaltest.zip' in res.stderr
-    assert 'Traceback' not in res.stderr
+    out, rc = run_tool('dataset_converters/cityscapes', tmp_path, ok=False)
+    assert rc == 1
+    assert 'gtFine_trainvaltest.zip' in out
+    assert 'Traceback' not in out
 
 
 @pytest.fixture(scope='module')

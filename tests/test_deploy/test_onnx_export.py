@@ -7,10 +7,11 @@ import sys
 import pytest
 import torch
 
-from mdeq_mm.deploy import (ExportError, compare_onnx, export_onnx,
-                            onnx_session, set_solver_budget)
+from mdeq_mm.apis import set_solver
+from mdeq_mm.deploy import ExportError, compare_onnx, export_onnx, onnx_session
 from mdeq_mm.ops import solve, static_graph
-from mdeq_mm.ops.solvers import SOLVERS, _solve_lower, _solve_unpivoted
+from mdeq_mm.ops.solvers import SOLVERS
+from mdeq_mm.ops.solvers.linalg import _solve_lower, _solve_unpivoted
 from tests.test_converters.test_locuslab import KEYS, original_state
 
 pytest.importorskip('onnxruntime')
@@ -124,8 +125,8 @@ def flagship():
     return model.eval()
 
 
-def check_parity(model, path, shape, budget):
-    """ONNX Runtime equals PyTorch at the same solver and budget for batch 1
+def check_parity(model, path, shape, max_iter):
+    """ONNX Runtime equals PyTorch at the same solver and max_iter for batch 1
     and 2 through one file; PyTorch stopped one iteration before the
     iterate the solve returns (its lowest residual) is 100x further away
     (the graph runs the iterations, it does not stop early)."""
@@ -144,14 +145,14 @@ def check_parity(model, path, shape, budget):
     try:
         short = compare_onnx(model, path, x, session)
     finally:
-        backbone.deq.eval_solver_cfg['max_iter'] = budget
+        backbone.deq.eval_solver_cfg['max_iter'] = max_iter
     assert short['max_rel'] > 100 * worst, (short, worst)
 
 
 @pytest.mark.parametrize('solver', SOLVER_NAMES)
 def test_converted_original_classifier_exports_with_parity(tiny, solver):
     model, tmp = tiny
-    set_solver_budget(model, solver, 6)
+    set_solver(model, solver, 7, tol=0.)
     path = export_onnx(model, str(tmp / f'tiny_{solver}.onnx'), (32, 32))
     out = onnx_session(path).run(None, {'input': torch.zeros(
         3, 3, 32, 32).numpy()})[0]
@@ -161,8 +162,8 @@ def test_converted_original_classifier_exports_with_parity(tiny, solver):
 
 @pytest.mark.parametrize('solver', SOLVER_NAMES)
 def test_flagship_segmenter_exports_with_parity(flagship, solver, tmp_path):
-    cfgs = set_solver_budget(flagship, solver, 5)
-    assert cfgs[0]['solver'] == solver
+    cfgs = set_solver(flagship, solver, 6, tol=0.)  # 6 f evaluations
+    assert cfgs[0]['solver'] == solver and cfgs[0]['budget'] == 6
     assert cfgs[0]['solver_cfg']['max_iter'] == 5
     assert cfgs[0]['solver_cfg']['tol'] == 0
     path = export_onnx(flagship, str(tmp_path / 'seg.onnx'), (64, 96),
@@ -177,18 +178,18 @@ def test_flagship_segmenter_exports_with_parity(flagship, solver, tmp_path):
 
 
 def test_float64_solver_exports_with_parity(flagship, tmp_path):
-    cfgs = set_solver_budget(flagship, 'broyden', 5, 'float64')
+    cfgs = set_solver(flagship, 'broyden', 6, tol=0., dtype='float64')
     assert cfgs[0]['dtype'] == 'float64'
     try:
         path = export_onnx(flagship, str(tmp_path / 'seg64.onnx'), (64, 64))
         check_parity(flagship, path, (64, 64), 5)
     finally:
-        set_solver_budget(flagship, dtype='float32')
+        set_solver(flagship, dtype='float32')
 
 
 def test_static_batch_export_fixes_the_batch(tiny):
     model, tmp = tiny
-    set_solver_budget(model, 'broyden', 3)
+    set_solver(model, 'broyden', 4, tol=0.)
     path = export_onnx(model, str(tmp / 'static.onnx'), (32, 32),
                        batch_size=2, dynamic_batch=False)
     sess = onnx_session(path)
@@ -200,21 +201,21 @@ def test_static_batch_export_fixes_the_batch(tiny):
 def test_budget_and_solver_are_validated(tiny):
     model, _ = tiny
     with pytest.raises(ValueError, match='valid solvers'):
-        set_solver_budget(model, 'newton', 4)
+        set_solver(model, 'newton', 5)
     with pytest.raises(ValueError, match='>= 1'):
-        set_solver_budget(model, 'broyden', 0)
+        set_solver(model, 'broyden', 0)
     # options the new solver lacks are dropped, shared ones kept
     model.backbone.deq.eval_solver_cfg = dict(max_iter=9, history=5,
                                               stop_mode='abs')
-    cfg = set_solver_budget(model, 'anderson', None)[0]['solver_cfg']
+    cfg = set_solver(model, 'anderson', tol=0.)[0]['solver_cfg']
     assert cfg == dict(max_iter=9, tol=0., stop_mode='abs')
-    cfg = set_solver_budget(model, 'broyden', 4)[0]['solver_cfg']
+    cfg = set_solver(model, 'broyden', 5, tol=0.)[0]['solver_cfg']
     assert cfg == dict(max_iter=4, tol=0., stop_mode='abs')
 
 
 def test_operator_without_onnx_form_is_named_with_the_opset_that_works(
         flagship, tmp_path):
-    set_solver_budget(flagship, 'broyden', 3)
+    set_solver(flagship, 'broyden', 4, tol=0.)
     # mmseg's resize (bilinear, align_corners=True) needs opset 11
     with pytest.raises(ExportError) as info:
         export_onnx(flagship, str(tmp_path / 'x.onnx'), (64, 64), opset=10)
@@ -225,7 +226,8 @@ def test_operator_without_onnx_form_is_named_with_the_opset_that_works(
 
 def test_solver_without_onnx_form_is_named(tiny, tmp_path):
     from mdeq_mm.ops import register_solver
-    from mdeq_mm.ops.solvers import _FixedPoint, _iterate
+    from mdeq_mm.ops.solvers.fixed_point import _FixedPoint
+    from mdeq_mm.ops.solvers.loop import _iterate
 
     class Damped(_FixedPoint):  # a step length from torch.linalg.solve
         def propose(self, z, fz, g):
@@ -241,12 +243,12 @@ def test_solver_without_onnx_form_is_named(tiny, tmp_path):
 
     model, _ = tiny
     try:
-        set_solver_budget(model, 'lapack_test', 3)
+        set_solver(model, 'lapack_test', 4, tol=0.)
         with pytest.raises(ExportError) as info:
             export_onnx(model, str(tmp_path / 'x.onnx'), (32, 32))
     finally:
         SOLVERS.pop('lapack_test')
-        set_solver_budget(model, 'broyden', 6)
+        set_solver(model, 'broyden', 7, tol=0.)
     msg = str(info.value)
     assert "aten::linalg_solve" in msg and "solver 'lapack_test'" in msg
     assert 'no opset up to 20' in msg
@@ -275,7 +277,7 @@ def test_export_tool_verifies_the_flagship(tmp_path, capsys):
                     '--verify'])
     text = capsys.readouterr().out
     assert rc == 0, text
-    assert 'solver broyden (float32), 4 iterations' in text
+    assert 'solver broyden (float32), 4 f evaluations' in text
     assert 'verify batch 1' in text and 'verify batch 2' in text
     import onnx
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
@@ -293,14 +295,14 @@ def test_export_tool_reports_the_opset_that_works(tmp_path):
 
 @pytest.mark.slow
 def test_onnx_benchmark_quick_run(tmp_path):
-    """Smoke run of the benchmark (64x128, budget 2) as a process; the
+    """Smoke run of the benchmark (64x128, budget 3) as a process; the
     parity it reports is checked."""
     import json
 
     from tests.helpers import run_tool
     out = run_tool('deployment/benchmark_onnx', '--quick', '--out-dir',
                    str(tmp_path))
-    assert '| MDEQ-Small | 64x128 | 2 | float32 |' in out
+    assert '| MDEQ-Small | 64x128 | 3 | float32 |' in out
     rows = json.loads((tmp_path / 'onnx.json').read_text())
     assert [r['model'] for r in rows] == ['MDEQ-Small', 'HRNet-W18']
     assert all(r['max_rel'] <= TOL for r in rows), rows

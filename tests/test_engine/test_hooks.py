@@ -9,7 +9,7 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
 import mdeq_mm  # noqa: F401
-from mdeq_mm.engine import find_mdeq_backbone
+from mdeq_mm.apis import find_mdeq
 from mdeq_mm.models import MDEQ
 
 
@@ -39,7 +39,7 @@ class Record(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
-        self.rows.append(self.read(find_mdeq_backbone(runner.model)))
+        self.rows.append(self.read(find_mdeq(runner.model)))
 
 
 _RUNS = itertools.count()
@@ -92,7 +92,7 @@ def test_warmup_switch_and_telemetry_under_a_runner(tmp_path):
     assert hub.get_scalar('train/deq/bwd_fallback').current() == sum(
         n for _, n in recorder.rows)
     # evaluation always solves, whatever the training mode
-    backbone = find_mdeq_backbone(runner.model)
+    backbone = find_mdeq(runner.model)
     backbone.mode = 'unrolled'
     runner.model.eval()
     with torch.no_grad():
@@ -102,7 +102,7 @@ def test_warmup_switch_and_telemetry_under_a_runner(tmp_path):
 
 def test_hooks_need_an_mdeq():
     with pytest.raises(TypeError, match='no MDEQ backbone'):
-        find_mdeq_backbone(torch.nn.Linear(2, 2))
+        find_mdeq(torch.nn.Linear(2, 2))
     with pytest.raises(ValueError):
         from mdeq_mm.engine import DEQWarmupHook
         DEQWarmupHook(-1)

@@ -12,7 +12,7 @@ import torch
 import mdeq_mm  # noqa: F401
 from mdeq_mm.engine import (TrainingDiverged, checkpoint_problem,
                             resume_checkpoint)
-from mdeq_mm.engine.checkpointing import atomic_write
+from mdeq_mm.engine.checkpoint import atomic_write
 from tests.test_engine.test_hooks import Record, TinyDEQNet, tiny_runner
 
 
@@ -143,7 +143,7 @@ def test_sigkill_during_atomic_write_never_leaves_a_partial_file(tmp_path):
     """A real process killed while writing 256 MB: the target is either
     absent or complete, never partial."""
     target = tmp_path / 'big.pth'
-    code = ('import sys, torch, io; from mdeq_mm.engine.checkpointing '
+    code = ('import sys, torch, io; from mdeq_mm.engine.checkpoint '
             'import atomic_write\nbuf = io.BytesIO(); torch.save(torch.ones'
             '(64 * 2**20), buf)\nprint("ready", flush=True)\n'
             f'atomic_write(buf.getvalue(), {str(target)!r})\n'

@@ -87,7 +87,7 @@ def test_flagship_builds_from_the_installed_package(installed, tmp_path):
     _, site = installed
     out = run_outside(site, (
         'import mdeq_mm\n'
-        'from mdeq_mm.utils.paths import config_path\n'
+        'from mdeq_mm.apis import config_path\n'
         'from mmengine.config import Config\n'
         'from mmengine.registry import DefaultScope\n'
         'from mmseg.registry import MODELS\n'

@@ -5,13 +5,13 @@ import glob
 import json
 import os.path as osp
 import re
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
 import torch
+
+from tests.helpers import run_tool
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SEG = 'configs/demo/mdeq-demo_seg.py'
@@ -19,10 +19,7 @@ CLS = 'configs/demo/mdeq-demo_cls.py'
 
 
 def tool(name, *args):
-    res = subprocess.run([sys.executable, f'tools/{name}.py', *args],
-                         cwd=ROOT, capture_output=True, text=True)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return res.stdout + res.stderr
+    return run_tool(name, *args)
 
 
 def seg_opts(root, iters=4, warmup=2, extra=()):
@@ -107,7 +104,7 @@ def test_segmentation_train_validate_test_with_prediction_pngs(data,
     # one evaluation leaves the residual of z0 = 0 plus one f: the larger
     # budget must reach a lower residual
     assert rows[1]['rel_residual'] < rows[0]['rel_residual']
-    tool('analysis/convergence', SEG, ckpt, '--budget', '4', '--images', '1',
+    tool('analysis/convergence', SEG, ckpt, '--budget', '5', '--images', '1',
          '--broyden-history', '2', '--out',
          str(tmp_path / 'new_dir' / 'conv.png'), *opts)
     conv = json.load(open(tmp_path / 'new_dir' / 'conv.json'))
@@ -173,13 +170,12 @@ def test_resume_gives_identical_weights(data, tmp_path):
 
 
 def test_missing_dataset_gives_the_layout_and_fix(tmp_path):
-    res = subprocess.run(
-        [sys.executable, 'tools/train.py', SEG, '--cfg-options',
-         f'train_dataloader.dataset.data_root={tmp_path}/none'],
-        cwd=ROOT, capture_output=True, text=True)
-    assert res.returncode != 0
-    assert 'Dataset error' in res.stderr
-    assert 'tools/dataset_converters/cityscapes.py' in res.stderr
+    out, rc = run_tool('train', SEG, '--cfg-options',
+                       f'train_dataloader.dataset.data_root={tmp_path}/none',
+                       ok=False)
+    assert rc != 0
+    assert 'Dataset error' in out
+    assert 'tools/dataset_converters/cityscapes.py' in out
 
 
 def test_ablation_group_table(data, tmp_path):

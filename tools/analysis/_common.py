@@ -6,9 +6,9 @@ few inputs from its validation data."""
 def build_model(cfg, checkpoint=None, device='cpu'):
     """The config's model in eval mode (weights from ``checkpoint`` or the
     initialisation, no pretrained fetch), and its scope."""
-    from mdeq_mm.deploy import load_model
+    from mdeq_mm.apis import init_model
     from mdeq_mm.registry import scope_of
-    return load_model(cfg, checkpoint).to(device), scope_of(cfg)
+    return init_model(cfg, checkpoint, device), scope_of(cfg)
 
 
 def val_batch(cfg, model, scope, n=2):

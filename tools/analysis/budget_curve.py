@@ -26,18 +26,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from mmengine.runner import Runner
 
-    from mdeq_mm.engine import find_mdeq_backbone
-    from mdeq_mm.utils import load_config
-    from mdeq_mm.utils.profiling import save_results
+    from mdeq_mm.apis import find_mdeq, load_config, set_solver
+    from mdeq_mm.engine.profiling import save_results
     cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.load_from = args.checkpoint
     runner = Runner.from_cfg(cfg)
-    backbone = find_mdeq_backbone(runner.model)
+    backbone = find_mdeq(runner.model)
     rows = []
-    for budget in args.budgets:
-        # f evaluations = max_iter + 1 (the first evaluates f(z0))
-        backbone.deq.eval_solver_cfg = dict(
-            max_iter=max(0, budget - 1), tol=0.0, stop_mode='rel')
+    for budget in args.budgets:  # f evaluations, the whole budget
+        set_solver(backbone, budget=budget, tol=0.,
+                   options=dict(stop_mode='rel'))
         metrics = runner.test()
         key = next(k for k in ('mIoU', 'accuracy/top1') if k in metrics)
         residual = backbone.last_stats.forward.rel_lowest.mean().item()

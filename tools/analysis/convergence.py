@@ -9,7 +9,7 @@ Broyden runs with other memories (steps kept before a restart; 'all' keeps
 every step, the reference's iterates) to compare with the default.
 
 Usage:
-    python tools/analysis/convergence.py CONFIG [CHECKPOINT] [--budget 27]
+    python tools/analysis/convergence.py CONFIG [CHECKPOINT] [--budget 28]
         [--images 2] [--broyden-history 8 all] [--out convergence.png]
         [--cfg-options k=v ...]
 """
@@ -23,15 +23,15 @@ SOLVERS = ('broyden', 'anderson', 'fixed_point')
 
 
 def traces(model, inputs, samples, solver, budget, options=None):
-    """Forward and backward relative-residual traces (mean over images)."""
-    from mdeq_mm.engine import find_mdeq_backbone
-    backbone = find_mdeq_backbone(model)
+    """Forward and backward relative-residual traces (mean over images)
+    with ``budget`` f evaluations each, no early stop."""
+    from mdeq_mm.apis import find_mdeq, set_solver
+    backbone = find_mdeq(model)
     deq = backbone.deq
-    deq.solver = solver
-    full = dict(max_iter=budget, tol=0.0, stop_mode='rel', **(options or {}))
-    deq.solver_cfg = dict(full)
-    deq.eval_solver_cfg = dict(full)
-    deq.set_grad('ift', dict(solver=solver, solver_cfg=dict(full)))
+    options = dict(stop_mode='rel', **(options or {}))
+    set_solver(model, solver, budget, tol=0., phase='both', options=options)
+    deq.set_grad('ift', dict(solver=solver, solver_cfg=dict(
+        options, max_iter=budget - 1, tol=0.)))
     deq.trace_scales = True
     model.train()
     for m in model.modules():  # keep BatchNorm statistics fixed
@@ -54,15 +54,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config')
     parser.add_argument('checkpoint', nargs='?')
-    parser.add_argument('--budget', type=int, default=27)
+    parser.add_argument('--budget', type=int, default=28,
+                        help='f evaluations per solve (forward, backward)')
     parser.add_argument('--images', type=int, default=2)
     parser.add_argument('--broyden-history', nargs='*', default=[],
                         type=lambda v: None if v == 'all' else int(v))
     parser.add_argument('--out', default='convergence.png')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
-    from mdeq_mm.utils import load_config
-    from mdeq_mm.utils.profiling import save_results
+    from mdeq_mm.apis import load_config
+    from mdeq_mm.engine.profiling import save_results
     cfg = load_config(args.config, args.cfg_options)
     model, scope = build_model(cfg, args.checkpoint)
     inputs, samples = val_batch(cfg, model, scope, args.images)

@@ -14,7 +14,7 @@ Prints a markdown table, writes ``onnx.json`` and ``onnx.png``.
 
 Usage:
     python tools/deployment/benchmark_onnx.py [--device cpu|cuda]
-        [--shapes 512x1024 1024x2048] [--budgets 8 27] [--repeat 2]
+        [--shapes 512x1024 1024x2048] [--budgets 9 28] [--repeat 2]
         [--out-dir DIR] [--quick]
 """
 import argparse
@@ -24,8 +24,8 @@ import time
 
 import torch
 
-from mdeq_mm.utils.profiling import (PeakMemory, run_isolated, save_results,
-                                     timed)
+from mdeq_mm.engine.profiling import (PeakMemory, run_isolated, save_results,
+                                      timed)
 
 MDEQ = 'configs/mdeq_cityscapes.py'
 HRNET = 'mmseg::hrnet/fcn_hr18_4xb2-80k_cityscapes-512x1024.py'
@@ -35,11 +35,11 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 def torch_case(config, budget, dtype, shape, device, repeat, path):
     """Export, then PyTorch eval time and memory; saves the reference
     output beside the file."""
-    from mdeq_mm.deploy import (TensorOutput, export_onnx, load_model,
-                                set_solver_budget)
-    model = load_model(config)
-    if budget:
-        set_solver_budget(model, 'broyden', budget, dtype)
+    from mdeq_mm.apis import init_model, set_solver
+    from mdeq_mm.deploy import TensorOutput, export_onnx
+    model = init_model(config)
+    if budget:  # f evaluations, the whole budget (tol=0)
+        set_solver(model, 'broyden', budget, tol=0., dtype=dtype)
     t = time.perf_counter()
     export_onnx(model, path, shape)
     export_s = time.perf_counter() - t
@@ -87,7 +87,8 @@ def main(argv=None):
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--shapes', nargs='+',
                         default=['512x1024', '1024x2048'])
-    parser.add_argument('--budgets', type=int, nargs='+', default=[8, 27])
+    parser.add_argument('--budgets', type=int, nargs='+', default=[9, 28],
+                        help='f evaluations of the solve')
     parser.add_argument('--solver-dtypes', nargs='+',
                         default=['float32', 'float64'],
                         choices=['float32', 'float64'],
@@ -95,10 +96,10 @@ def main(argv=None):
     parser.add_argument('--repeat', type=int, default=2)
     parser.add_argument('--out-dir', default='work_dirs/benchmarks/onnx')
     parser.add_argument('--quick', action='store_true',
-                        help='64x128 and budget 2 only (a smoke run)')
+                        help='64x128 and budget 3 only (a smoke run)')
     args = parser.parse_args(argv)
     if args.quick:
-        args.shapes, args.budgets, args.repeat = ['64x128'], [2], 1
+        args.shapes, args.budgets, args.repeat = ['64x128'], [3], 1
         args.solver_dtypes = ['float32']
     os.makedirs(args.out_dir, exist_ok=True)
     rows = []

@@ -11,10 +11,11 @@ Usage:
 The graph maps normalised (B, 3, H, W) images (the data preprocessor's
 output; mean, std and channel order are in the file's metadata) to the
 segmentor's logits at the decode head's resolution or the classifier's
-scores. The solver runs exactly N iterations (default: the config's
-evaluation budget) with no early stop: PyTorch in eval mode with
-``eval_solver_cfg=dict(max_iter=N, tol=0)`` and the same solver computes the
-same output. Without a checkpoint the model keeps its (seeded)
+scores. The solver runs its whole budget of N f evaluations (default: the
+config's evaluation budget, ``max_iter + 1``) with no early stop: PyTorch in
+eval mode with ``mdeq_mm.apis.set_solver(model, solver, N, tol=0)`` (that
+is ``eval_solver_cfg=dict(max_iter=N - 1, tol=0)``) computes the same
+output. Without a checkpoint the model keeps its (seeded)
 initialisation. ``--verify`` runs onnxruntime on a random batch (batch 1
 and 2 with a dynamic batch axis) and exits 1 when the relative error
 max |onnx - torch| / max |torch| exceeds 1e-4.
@@ -41,8 +42,8 @@ def parse_args(argv=None):
     parser.add_argument('--solver', choices=sorted(SOLVERS),
                         help="forward solver (default: the config's)")
     parser.add_argument('--budget', type=int,
-                        help='solver iterations (default: the config\'s '
-                        'evaluation max_iter)')
+                        help='f evaluations of the solve (default: the '
+                        "config's evaluation max_iter + 1)")
     parser.add_argument('--solver-dtype', choices=['float32', 'float64'],
                         help="the solver's arithmetic (default: the "
                         "config's, float32); float64 keeps large states "
@@ -65,15 +66,15 @@ def parse_args(argv=None):
 
 
 def build(args):
-    from mdeq_mm.deploy import load_model
+    from mdeq_mm.apis import init_model
     from mdeq_mm.engine import checkpoint_problem
     if args.checkpoint:
         problem = checkpoint_problem(args.checkpoint)
         if problem:
             raise SystemExit(f'error: cannot load {args.checkpoint}: '
                              f'{problem}')
-    model = load_model(args.config, args.checkpoint, args.cfg_options,
-                       args.seed)
+    model = init_model(args.config, args.checkpoint,
+                       cfg_options=args.cfg_options, seed=args.seed)
     return model.cfg, model
 
 
@@ -90,7 +91,7 @@ def metadata(cfg, set_cfgs, args):
                             else pre[key])
     if set_cfgs:
         meta['solver'] = set_cfgs[0]['solver']
-        meta['budget'] = str(set_cfgs[0]['solver_cfg']['max_iter'])
+        meta['budget'] = str(set_cfgs[0]['budget'])  # f evaluations
         meta['solver_dtype'] = set_cfgs[0]['dtype']
     return meta
 
@@ -99,7 +100,8 @@ def verify(model, path, args, set_cfgs):
     """Print the errors per batch size; True if all are within tolerance."""
     import torch
 
-    from mdeq_mm.deploy import compare_onnx, mdeq_backbones, onnx_session
+    from mdeq_mm.apis import find_mdeqs
+    from mdeq_mm.deploy import compare_onnx, onnx_session
     g = torch.Generator().manual_seed(args.seed)
     session = onnx_session(path)
     ok = True
@@ -108,7 +110,7 @@ def verify(model, path, args, set_cfgs):
         err = compare_onnx(model, path, x, session)
         line = (f'verify batch {bsz}: max abs error {err["max_abs"]:.3e}, '
                 f'relative {err["max_rel"]:.3e}')
-        for m in mdeq_backbones(model):
+        for m in find_mdeqs(model):
             stats = m.last_stats.forward
             line += (f'; PyTorch solve: relative residual '
                      f'{stats.rel_lowest.max().item():.2e}')
@@ -127,13 +129,16 @@ def verify(model, path, args, set_cfgs):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mdeq_mm.deploy import ExportError, export_onnx, set_solver_budget
+    from mdeq_mm.apis import find_mdeqs, set_solver
+    from mdeq_mm.deploy import ExportError, export_onnx
     cfg, model = build(args)
-    try:
-        set_cfgs = set_solver_budget(model, args.solver, args.budget,
-                                     args.solver_dtype)
-    except ValueError as e:
-        raise SystemExit(f'error: {e}')
+    set_cfgs = []
+    if find_mdeqs(model):  # a fixed graph: the whole budget, tol=0
+        try:
+            set_cfgs = set_solver(model, args.solver, args.budget, tol=0.,
+                                  dtype=args.solver_dtype)
+        except ValueError as e:
+            raise SystemExit(f'error: {e}')
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     try:
         export_onnx(model, args.out, args.shape, batch_size=args.batch_size,
@@ -142,7 +147,7 @@ def main(argv=None):
     except ExportError as e:
         raise SystemExit(f'error: {e}')
     solve = (f"solver {set_cfgs[0]['solver']} ({set_cfgs[0]['dtype']}), "
-             f"{set_cfgs[0]['solver_cfg']['max_iter']} iterations"
+             f"{set_cfgs[0]['budget']} f evaluations"
              if set_cfgs else 'no implicit layer')
     print(f'wrote {args.out} ({osp.getsize(args.out) / 2**20:.1f} MB; '
           f'{solve}; opset {args.opset}; input {args.shape[0]}x'

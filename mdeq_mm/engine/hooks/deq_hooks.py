@@ -6,26 +6,12 @@ They only read and set plain attributes of the backbone (``mode``,
 ``last_stats``); the backbone knows nothing of the Runner.
 """
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
 
-from mdeq_mm.models.backbones.mdeq import MDEQ
+from mdeq_mm.apis import find_mdeq
 from mdeq_mm.registry import register
 
 
-def find_mdeq_backbone(model) -> MDEQ:
-    """The MDEQ inside a (possibly DDP-wrapped) segmentor or classifier."""
-    if is_model_wrapper(model):
-        model = model.module
-    if isinstance(model, MDEQ):
-        return model
-    for m in model.modules():
-        if isinstance(m, MDEQ):
-            return m
-    raise TypeError(f'{type(model).__name__} contains no MDEQ backbone; '
-                    'remove the DEQ hooks from custom_hooks or use '
-                    "backbone=dict(type='MDEQ', ...)")
-
-
+@register('HOOKS', root=True)
 class DEQWarmupHook(Hook):
     """Train unrolled (weight-tied, no solver) before ``warmup_iters``
     optimiser steps, implicitly after; evaluation always solves.
@@ -44,7 +30,7 @@ class DEQWarmupHook(Hook):
         self.warmup_iters = warmup_iters
 
     def _set(self, runner, it: int) -> None:
-        backbone = find_mdeq_backbone(runner.model)
+        backbone = find_mdeq(runner.model)
         mode = 'unrolled' if it < self.warmup_iters else 'implicit'
         if backbone.mode != mode:
             runner.logger.info(
@@ -59,6 +45,7 @@ class DEQWarmupHook(Hook):
         self._set(runner, runner.iter)
 
 
+@register('HOOKS', root=True)
 class DEQJacobianScheduleHook(Hook):
     """The reference's schedule of the Jacobian loss weight (the backbone's
     ``jac_loss``), set before every training iteration:
@@ -88,7 +75,7 @@ class DEQJacobianScheduleHook(Hook):
         self.stop_iter = stop_iter
 
     def before_train(self, runner) -> None:
-        cfg = find_mdeq_backbone(runner.model).jac_loss_cfg
+        cfg = find_mdeq(runner.model).jac_loss_cfg
         if cfg is None:
             raise ValueError('DEQJacobianScheduleHook needs the backbone '
                              "built with jac_loss=dict(weight=...)")
@@ -108,10 +95,11 @@ class DEQJacobianScheduleHook(Hook):
         return self.base + self.increment * steps
 
     def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
-        backbone = find_mdeq_backbone(runner.model)
+        backbone = find_mdeq(runner.model)
         backbone.jac_loss_cfg['weight'] = self.weight(runner.iter)
 
 
+@register('HOOKS', root=True)
 class DEQTelemetryHook(Hook):
     """Push the backbone's solver statistics to the MessageHub after every
     training, validation and test iteration, so LoggerHook and the
@@ -141,7 +129,7 @@ class DEQTelemetryHook(Hook):
         self.backward_total = 0  # samples with a backward solve
 
     def _push(self, runner, prefix: str) -> None:
-        stats = find_mdeq_backbone(runner.model).last_stats
+        stats = find_mdeq(runner.model).last_stats
         if stats is None:
             return
         scalars = stats.summary()
@@ -152,7 +140,7 @@ class DEQTelemetryHook(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
-        stats = find_mdeq_backbone(runner.model).last_stats
+        stats = find_mdeq(runner.model).last_stats
         if stats is not None and stats.backward is not None:
             self.fallback_total += stats.fallback
             self.fallback_window += stats.fallback
@@ -178,10 +166,3 @@ class DEQTelemetryHook(Hook):
     def after_test_iter(self, runner, batch_idx, data_batch=None,
                         outputs=None) -> None:
         self._push(runner, 'test')
-
-
-from .run_stats_hook import RunStatsHook  # noqa: E402
-
-for _cls in (DEQWarmupHook, DEQJacobianScheduleHook, DEQTelemetryHook,
-             RunStatsHook):
-    register(_cls, 'HOOKS', root=True)

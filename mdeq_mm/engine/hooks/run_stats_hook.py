@@ -8,9 +8,11 @@ import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
-from mdeq_mm.utils.profiling import peak_memory_bytes
+from mdeq_mm.engine.profiling import peak_memory_bytes
+from mdeq_mm.registry import register
 
 
+@register('HOOKS', root=True)
 class RunStatsHook(Hook):
     """Log the peak memory so far as ``train/peak_mem_mb`` (CUDA: torch's
     max allocated memory; CPU: the process's peak resident set size,

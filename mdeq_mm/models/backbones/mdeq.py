@@ -88,6 +88,7 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
     return out
 
 
+@register('MODELS')
 class MDEQ(BaseModule):
     """Multiscale Deep Equilibrium backbone (Bai, Koltun, Kolter, 2020).
 
@@ -410,7 +411,5 @@ class MDEQ(BaseModule):
         return (f'arch={self.arch}, mode={self.mode!r}, '
                 f'solver={self.deq.solver!r}, grad={self.deq.grad!r}')
 
-
-register(MDEQ, 'MODELS')
 
 __all__ = ['MDEQ', 'ARCH_SETTINGS', 'resolve_arch', 'WeightNormConv2d']

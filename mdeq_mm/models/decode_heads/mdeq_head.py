@@ -5,11 +5,12 @@ from typing import List
 import torch.nn as nn
 from mmcv.cnn import ConvModule
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
-from mmseg.registry import MODELS
 from torch import Tensor
 
+from mdeq_mm.registry import register
 
-@MODELS.register_module()
+
+@register('MODELS', hosts=('mmseg', ))
 class MDEQHead(BaseDecodeHead):
     """All branches resized to the highest resolution (bilinear,
     align_corners=True), concatenated, 1x1 conv (with bias) + BN + ReLU,

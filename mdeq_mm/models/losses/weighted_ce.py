@@ -13,13 +13,14 @@ from typing import Optional, Sequence, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmseg.registry import MODELS
 from torch import Tensor
+
+from mdeq_mm.registry import register
 
 REDUCTIONS = ('none', 'mean', 'sum')
 
 
-@MODELS.register_module()
+@register('MODELS', hosts=('mmseg', ))
 class WeightedCrossEntropyLoss(nn.Module):
     """Softmax cross-entropy with class weights and an ignore label.
 

@@ -6,8 +6,9 @@ from typing import Optional, Sequence, Tuple
 import torch.nn as nn
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
-from mmpretrain.registry import MODELS
 from torch import Tensor
+
+from mdeq_mm.registry import register
 
 
 class IncreBottleneck(nn.Module):
@@ -47,7 +48,7 @@ def _conv_bn_relu(cin, cout, kernel, stride, norm_cfg):
             relu=nn.ReLU(inplace=True)))
 
 
-@MODELS.register_module()
+@register('MODELS', hosts=('mmpretrain', ))
 class MDEQClsNeck(BaseModule):
     """HRNet-style classification trunk of the reference MDEQ:
 

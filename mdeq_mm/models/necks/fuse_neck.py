@@ -7,11 +7,12 @@ import torch.nn as nn
 from mmcv.cnn import ConvModule
 from mmengine.model import BaseModule
 from mmseg.models.utils import resize
-from mmseg.registry import MODELS
 from torch import Tensor
 
+from mdeq_mm.registry import register
 
-@MODELS.register_module()
+
+@register('MODELS', hosts=('mmseg', ))
 class MDEQFuseNeck(BaseModule):
     """Resize every scale to the first one (bilinear), concatenate, and
     optionally apply 1x1 conv (bias) + norm + ReLU.

@@ -1,0 +1,279 @@
+# Copyright (c) mdeq_mm authors. All rights reserved.
+"""Operations on a built model, in one place.
+
+* :func:`load_config` reads a config the way this stack needs it;
+  :func:`config_path` finds the package's own configs (checkout or wheel).
+* :func:`init_model` builds a config's model for inference, with a
+  checkpoint (mmseg's and mmpretrain's ``init_model``, for both tasks).
+* :func:`find_mdeqs` / :func:`find_mdeq` find the MDEQ backbones of a
+  model (also inside a DDP wrapper).
+* :func:`set_solver` changes their solver, budget, tolerance and solver
+  dtype through a validated setter; :func:`solver_settings` reads them.
+
+**The budget unit is f evaluations**, everywhere in the project: a solver
+with ``max_iter=N`` evaluates f at most N + 1 times (f(z0), then once per
+iteration), so ``budget=B`` sets ``max_iter=B - 1``. The solver configs
+themselves keep ``max_iter`` (iterations), the reference's unit.
+"""
+import copy
+import logging
+import os.path as osp
+from typing import Dict, List, Optional
+
+import torch
+from torch import nn
+
+from mdeq_mm.ops.solvers import SOLVERS, check_solver_cfg, solver_options
+
+PACKAGE = osp.dirname(osp.abspath(__file__))
+_CHECKOUT = osp.dirname(PACKAGE)
+# a checkout's own configs first (an editable install's .mim may hold stale
+# copies after a wheel was built in the tree), then the installed ones
+CONFIG_DIRS = tuple(
+    d for d in (osp.join(_CHECKOUT, 'configs') if osp.isfile(
+        osp.join(_CHECKOUT, 'setup.py')) else None,
+                osp.join(PACKAGE, '.mim', 'configs')) if d)
+PHASES = ('eval', 'train', 'both')
+
+
+def config_path(name: str) -> str:
+    """The file of a config named like ``configs/mdeq/<name>.py`` (or
+    relative to ``configs/``), from the installed package's
+    ``mdeq_mm/.mim/configs/`` (a wheel copies them there, an editable
+    install links them, as mmseg and mmpretrain ship theirs) or a
+    checkout's ``configs/``.
+
+    Raises:
+        FileNotFoundError: neither holds it.
+    """
+    if osp.isabs(name) and osp.isfile(name):
+        return name
+    rel = name[len('configs/'):] if name.startswith('configs/') else name
+    for folder in CONFIG_DIRS:
+        path = osp.join(folder, rel)
+        if osp.isfile(path):
+            return path
+    raise FileNotFoundError(
+        f'config {name} is not in {" or ".join(CONFIG_DIRS)}; reinstall '
+        'mdeq_mm (pip install .) or give the path of a config file')
+
+
+def load_config(path: str,
+                cfg_options: Optional[dict] = None,
+                work_dir: Optional[str] = None):
+    """``Config.fromfile`` plus what a run needs on this stack.
+
+    Merges ``cfg_options`` and imports ``custom_imports`` again after the
+    merge (mmengine imports them inside ``Config.fromfile``, before any
+    override, so ``custom_imports`` given as an option were never
+    imported); sets ``work_dir`` (default ``./work_dirs/<config stem>``
+    when the config has none); turns ``persistent_workers`` off for loaders
+    without workers (mmengine refuses the combination).
+    """
+    import mdeq_mm  # noqa: F401 (registers modules, checkpoint loading)
+    from mmengine.config import Config
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+        if 'custom_imports' in cfg:
+            from mmengine.utils import import_modules_from_strings
+            import_modules_from_strings(**cfg['custom_imports'])
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(path))[0])
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(name)
+        if loader and loader.get('num_workers', 0) == 0:
+            loader['persistent_workers'] = False
+    return cfg
+
+
+def _read_config(config, cfg_options: Optional[dict]):
+    """A private copy of ``config``: a file (:func:`load_config`), a host
+    package's config (``mmseg::...``, ``mmpretrain::...``) or a loaded
+    Config."""
+    if not isinstance(config, str):
+        return copy.deepcopy(config)
+    if '::' in config:
+        from mmengine.hub import get_config
+        cfg = get_config(config)
+        if cfg_options:
+            cfg.merge_from_dict(cfg_options)
+        return cfg
+    return load_config(config, cfg_options)
+
+
+def init_model(config,
+               checkpoint: Optional[str] = None,
+               device: str = 'cpu',
+               cfg_options: Optional[dict] = None,
+               seed: int = 0) -> nn.Module:
+    """A config's model for inference, in eval mode on ``device``.
+
+    Args:
+        config (str | Config): a file (read by :func:`load_config` with
+            ``cfg_options``), a host package's config (``mmseg::...``,
+            ``mmpretrain::...``) or a loaded Config (copied, not modified).
+        checkpoint (str | None): weights to load; None keeps the
+            initialisation seeded by ``seed``. No pretrained weights are
+            ever fetched (``pretrained`` / ``init_cfg`` are dropped).
+        device (str): where the model goes.
+        cfg_options (dict | None): overrides merged into a config file.
+        seed (int): seed of the initialisation.
+
+    Returns:
+        nn.Module: the model, with SyncBN turned into the BN it computes in
+        evaluation and its config as ``model.cfg``.
+    """
+    from mmengine.logging import MMLogger
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.runner import load_checkpoint
+
+    from mdeq_mm.registry import build_model
+    cfg = _read_config(config, cfg_options)
+    if 'pretrained' in cfg.model:
+        cfg.model.pretrained = None
+    cfg.model.pop('init_cfg', None)
+    if 'backbone' in cfg.model:
+        cfg.model.backbone.pop('init_cfg', None)
+    torch.manual_seed(seed)
+    # building and initialising log every parameter at INFO: keep warnings
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        model = build_model(cfg)
+        if checkpoint:
+            load_checkpoint(model, checkpoint, map_location='cpu')
+        else:
+            model.init_weights()
+    finally:
+        logger.setLevel(level)
+    model = revert_sync_batchnorm(model).eval().to(device)
+    model.cfg = cfg
+    return model
+
+
+def find_mdeqs(model: nn.Module) -> List[nn.Module]:
+    """Every MDEQ backbone inside ``model`` (an MDEQ itself, a segmentor,
+    a classifier, a TTA or DDP wrapper), in module order."""
+    from mdeq_mm.models.backbones.mdeq import MDEQ
+    return [m for m in model.modules() if isinstance(m, MDEQ)]
+
+
+def find_mdeq(model: nn.Module) -> nn.Module:
+    """The one MDEQ backbone of ``model``.
+
+    Raises:
+        TypeError: the model has none (or more than one).
+    """
+    found = find_mdeqs(model)
+    if len(found) != 1:
+        what = 'no MDEQ backbone' if not found else \
+            f'{len(found)} MDEQ backbones (expected one)'
+        raise TypeError(
+            f'{type(model).__name__} contains {what}; use '
+            "backbone=dict(type='MDEQ', ...), or remove the DEQ hooks from "
+            'custom_hooks')
+    return found[0]
+
+
+def set_solver(model: nn.Module,
+               solver: Optional[str] = None,
+               budget: Optional[int] = None,
+               tol: Optional[float] = None,
+               dtype: Optional[str] = None,
+               phase: str = 'eval',
+               options: Optional[dict] = None) -> List[Dict]:
+    """Set the forward solver of every MDEQ in ``model``, validated.
+
+    Args:
+        solver (str | None): a registered solver; None keeps the current
+            one. Options of the current solver config that the new solver
+            accepts (e.g. ``stop_mode``, Broyden's ``history``) are kept.
+        budget (int | None): f evaluations, >= 1 (``max_iter = budget -
+            1``); None keeps the current ``max_iter``.
+        tol (float | None): stopping tolerance; 0 runs the whole budget
+            (a fixed graph, as ONNX export needs); None keeps it.
+        dtype (str | None): the solvers' arithmetic, 'float32' or
+            'float64' (f keeps the model's dtype); None keeps it.
+        phase (str): 'eval' (``eval_solver_cfg``, the default), 'train'
+            (``solver_cfg``) or 'both'.
+        options (dict | None): further options of the solver (e.g.
+            ``stop_mode``, Broyden's ``history``), merged over the kept
+            ones; a budget or tol given above wins.
+
+    Returns:
+        list[dict]: per MDEQ, what it solves with now:
+        ``dict(solver=..., solver_cfg=..., budget=..., dtype=...)``
+        (:func:`solver_settings` of ``phase``, 'eval' for 'both').
+
+    Raises:
+        ValueError: an unknown solver, option or phase, a budget below 1,
+            or a model without an MDEQ.
+    """
+    if solver is not None and solver not in SOLVERS:
+        raise ValueError(f'unknown solver {solver!r}; valid solvers: '
+                         f'{sorted(SOLVERS)}')
+    if budget is not None and budget < 1:
+        raise ValueError(f'a solver budget counts f evaluations and must '
+                         f'be >= 1, got {budget}')
+    if phase not in PHASES:
+        raise ValueError(f'phase must be one of {PHASES}, got {phase!r}')
+    backbones = find_mdeqs(model)
+    if not backbones:
+        raise ValueError(f'{type(model).__name__} has no MDEQ backbone '
+                         'whose solver could be set')
+    phases = ('train', 'eval') if phase == 'both' else (phase, )
+    for m in backbones:
+        layer = m.deq
+        name = solver or layer.solver
+        valid = solver_options(name)
+        cfgs = {}
+        for p in ('train', 'eval'):
+            old = _phase_cfg(layer, p)
+            if p not in phases:
+                if name != layer.solver:  # the other phase follows along
+                    old = {k: v for k, v in old.items() if k in valid}
+                cfgs[p] = old
+                continue
+            cfg = {k: v for k, v in old.items() if k in valid}
+            cfg.update(options or {})
+            if budget is not None:
+                cfg['max_iter'] = budget - 1
+            if tol is not None:
+                cfg['tol'] = float(tol)
+            check_solver_cfg(name, cfg)
+            cfgs[p] = cfg
+        layer.solver = name
+        layer.solver_cfg = cfgs['train']
+        if 'eval' in phases or layer.eval_solver_cfg is not None:
+            layer.eval_solver_cfg = cfgs['eval']
+        if dtype is not None:
+            layer.set_solver_dtype(dtype)
+    report = 'train' if phase == 'train' else 'eval'
+    return [solver_settings(m, report) for m in backbones]
+
+
+def _phase_cfg(layer, phase: str) -> dict:
+    if phase == 'eval' and layer.eval_solver_cfg is not None:
+        return dict(layer.eval_solver_cfg)
+    return dict(layer.solver_cfg)
+
+
+def solver_settings(mdeq: nn.Module, phase: str = 'eval') -> Dict:
+    """What an MDEQ's forward solve runs with in ``phase`` ('eval' or
+    'train'): ``dict(solver, solver_cfg, budget, dtype)`` with the budget
+    in f evaluations (``max_iter + 1``, the solver's default ``max_iter``
+    when the config sets none)."""
+    import inspect
+    layer = mdeq.deq
+    cfg = _phase_cfg(layer, phase)
+    max_iter = cfg.get('max_iter')
+    if max_iter is None:
+        sig = inspect.signature(SOLVERS[layer.solver])
+        max_iter = sig.parameters['max_iter'].default
+    return dict(solver=layer.solver, solver_cfg=cfg, budget=max_iter + 1,
+                dtype='float64' if layer.solver_dtype else 'float32')

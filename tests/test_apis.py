@@ -1,0 +1,113 @@
+# Copyright (c) mdeq_mm authors. All rights reserved.
+"""mdeq_mm.apis: one loader of a config's model, one finder of its MDEQs,
+one validated solver setter whose budget counts f evaluations."""
+import os.path as osp
+
+import pytest
+import torch
+
+from mdeq_mm.apis import (find_mdeq, find_mdeqs, init_model, set_solver,
+                          solver_settings)
+from mdeq_mm.models import MDEQ
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TINY = osp.join(ROOT, 'configs/mdeq/mdeq-tiny_2xb64_cifar10.py')
+
+
+def tiny_backbone(**kw):
+    torch.manual_seed(0)
+    return MDEQ('tiny', solver_cfg=dict(max_iter=6, tol=1e-3,
+                                        stop_mode='rel', history=4), **kw)
+
+
+def counted_solve(backbone, x):
+    """Evaluation forward; the number of f applications it made."""
+    calls = []
+    layer = backbone.deq_layer
+    hook = layer.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        with torch.no_grad():
+            backbone.eval()(x)
+    finally:
+        hook.remove()
+    return len(calls)
+
+
+@pytest.mark.parametrize('solver', ['broyden', 'anderson', 'fixed_point'])
+@pytest.mark.parametrize('budget', [1, 2, 7])
+def test_budget_counts_f_evaluations(solver, budget):
+    backbone = tiny_backbone()
+    done = set_solver(backbone, solver, budget, tol=0.)
+    assert done[0]['budget'] == budget
+    assert done[0]['solver_cfg']['max_iter'] == budget - 1
+    n = counted_solve(backbone, torch.randn(2, 3, 16, 16))
+    assert n == budget  # f(z0), then one per iteration; tol=0: all run
+    assert backbone.last_stats.forward.nfev.tolist() == [budget, budget]
+
+
+def test_phases_are_set_separately_and_validated():
+    backbone = tiny_backbone(eval_solver_cfg=dict(max_iter=3))
+    set_solver(backbone, budget=10, phase='train')
+    assert backbone.deq.solver_cfg['max_iter'] == 9
+    assert backbone.deq.eval_solver_cfg == dict(max_iter=3)
+    set_solver(backbone, budget=5, tol=1e-2)
+    assert backbone.deq.eval_solver_cfg == dict(max_iter=4, tol=1e-2)
+    assert backbone.deq.solver_cfg['max_iter'] == 9
+    out = set_solver(backbone, 'anderson', 3, phase='both')[0]
+    # options Anderson lacks (Broyden's history) are dropped in both phases
+    assert backbone.deq.solver == 'anderson'
+    assert backbone.deq.solver_cfg == dict(max_iter=2, tol=1e-3,
+                                           stop_mode='rel')
+    assert out == solver_settings(backbone)
+    assert out['budget'] == 3 and out['dtype'] == 'float32'
+    with pytest.raises(ValueError, match='valid solvers'):
+        set_solver(backbone, 'newton')
+    with pytest.raises(ValueError, match='counts f evaluations'):
+        set_solver(backbone, budget=0)
+    with pytest.raises(ValueError, match='phase must be one of'):
+        set_solver(backbone, budget=3, phase='test')
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['f_thres'\]"):
+        set_solver(backbone, options=dict(f_thres=30))
+    with pytest.raises(ValueError, match='no MDEQ backbone'):
+        set_solver(torch.nn.Linear(2, 2), budget=3)
+    set_solver(backbone, dtype='float64')
+    assert solver_settings(backbone)['dtype'] == 'float64'
+
+
+def test_settings_report_the_solvers_default_budget():
+    backbone = tiny_backbone()
+    backbone.deq.eval_solver_cfg = dict(tol=1e-3)  # no max_iter given
+    assert solver_settings(backbone)['budget'] == 31  # broyden: 30 + 1
+    assert solver_settings(backbone, 'train')['budget'] == 7
+
+
+def test_find_mdeq_inside_wrappers_and_its_errors():
+    backbone = tiny_backbone()
+    wrapped = torch.nn.Sequential(torch.nn.Identity(), backbone)
+    assert find_mdeq(wrapped) is backbone
+    assert find_mdeqs(wrapped) == [backbone]
+    with pytest.raises(TypeError, match='no MDEQ backbone'):
+        find_mdeq(torch.nn.Linear(2, 2))
+    two = torch.nn.Sequential(tiny_backbone(), tiny_backbone())
+    with pytest.raises(TypeError, match='2 MDEQ backbones'):
+        find_mdeq(two)
+
+
+def test_init_model_loads_checkpoints_and_seeds_the_init(tmp_path):
+    a = init_model(TINY, seed=1)
+    b = init_model(TINY, seed=1)
+    c = init_model(TINY, seed=2)
+    assert not a.training and a.cfg.model.type == 'ImageClassifier'
+    key = 'backbone.deq_layer.branches.0.blocks.0.conv1.weight_v'
+    torch.testing.assert_close(a.state_dict()[key], b.state_dict()[key])
+    assert not torch.equal(a.state_dict()[key], c.state_dict()[key])
+    path = tmp_path / 'c.pth'
+    torch.save(dict(state_dict=c.state_dict(), meta={}), path)
+    loaded = init_model(TINY, str(path), seed=1)
+    for k, v in c.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[k], v, msg=k)
+    # overrides reach the model; the config file itself is not changed
+    d = init_model(TINY, cfg_options={
+        'model.backbone.eval_solver_cfg': dict(max_iter=2)})
+    assert solver_settings(find_mdeq(d))['budget'] == 3
+    assert solver_settings(find_mdeq(a))['budget'] != 3
