@@ -247,7 +247,7 @@ def step_mmcv(args):
             os.remove(w)
         t = time.time()
         print(f'      building mmcv {MMCV_VERSION} ({cuda} ops) from source '
-              f'with {os.cpu_count()} jobs; ~11 min on 2 cores ...',
+              f'with {os.cpu_count()} jobs; 5-13 min on 2 cores ...',
               flush=True)
         wheels = [build_mmcv_wheel(dest, cuda)]
         how = f'built in {time.time() - t:.0f}s, cached in {dest}'
