@@ -31,7 +31,7 @@ PRELOAD = ('torch', 'mmengine.runner', 'mmseg.models', 'mmseg.datasets',
 
 
 class ToolServer:
-    """Client side: ``run(argv, cwd, env, timeout) -> (output, rc)``.
+    """Client side: ``run(argv, cwd, env, out, timeout) -> exit code``.
 
     Args:
         env (dict): the server's environment (children start from it and
@@ -44,7 +44,6 @@ class ToolServer:
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
         self.lock = threading.Lock()
-        self.runs = 0
 
     def run(self, argv, cwd, env, out, timeout):
         """Run ``argv`` (a script path and its arguments) in a fork;
@@ -63,7 +62,6 @@ class ToolServer:
                     raise RuntimeError('the tool server died during '
                                        f'{argv}')
                 if line.startswith(MARK):
-                    self.runs += 1
                     return json.loads(line[len(MARK):])['rc']
 
     def close(self):
@@ -81,9 +79,11 @@ def _child(req) -> int:
     os.environ.update(req['env'])
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
+    os.close(devnull)
     fd = os.open(req['out'], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
+    os.close(fd)
     script = os.path.abspath(req['argv'][0])
     sys.argv = [script, *req['argv'][1:]]
     sys.path[0] = os.path.dirname(script)  # as `python script` sets it

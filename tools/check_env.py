@@ -8,6 +8,7 @@ inspects, so it works (and reports) in a broken environment.
 Usage:
     python tools/check_env.py
 """
+import functools
 import importlib
 import importlib.metadata as metadata
 import os.path as osp
@@ -42,10 +43,14 @@ def split_requirement(req: str) -> tuple:
     return name, req[len(name):].strip()
 
 
+@functools.lru_cache(maxsize=None)
+def _stack() -> dict:
+    return dict(map(split_requirement, read_requirements('stack.txt')))
+
+
 def pin(dist: str) -> str:
     """The exact version ``make setup`` installs (requirements/stack.txt)."""
-    return dict(map(split_requirement,
-                    read_requirements('stack.txt')))[dist].lstrip('=')
+    return _stack()[dist].lstrip('=')
 
 
 # distribution -> (display name, module to import, fix); the default fix
