@@ -38,7 +38,8 @@ def close_distributed():
     """Tear down the process group a launcher opened, once the run has
     finished on every rank. Left to interpreter exit, gloo's threads can be
     destroyed un-joined and abort a finished run with SIGABRT ('terminate
-    called without an active exception')."""
+    called without an active exception'). Release the model first (a DDP
+    wrapper keeps the group alive past ``destroy_process_group``)."""
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

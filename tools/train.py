@@ -130,8 +130,10 @@ def main(argv=None):
         if exit_ is not None:
             raise exit_ from None
         raise
+    # the DDP wrapper's reducer holds the process group: release it first,
+    # so that the group (and gloo's threads) ends here, not at exit
+    runner = None
     close_distributed()
-    return runner
 
 
 if __name__ == '__main__':
