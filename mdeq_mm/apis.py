@@ -9,6 +9,8 @@
   model (also inside a DDP wrapper).
 * :func:`set_solver` changes their solver, budget, tolerance and solver
   dtype through a validated setter; :func:`solver_settings` reads them.
+* :func:`segment_sequence` segments consecutive video frames, each solve
+  starting from the previous frame's fixed point (a warm start).
 
 **The budget unit is f evaluations**, everywhere in the project: a solver
 with ``max_iter=N`` evaluates f at most N + 1 times (f(z0), then once per
@@ -18,7 +20,7 @@ themselves keep ``max_iter`` (iterations), the reference's unit.
 import copy
 import logging
 import os.path as osp
-from typing import Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Union
 
 import torch
 from torch import nn
@@ -277,3 +279,73 @@ def solver_settings(mdeq: nn.Module, phase: str = 'eval') -> Dict:
         max_iter = sig.parameters['max_iter'].default
     return dict(solver=layer.solver, solver_cfg=cfg, budget=max_iter + 1,
                 dtype='float64' if layer.solver_dtype else 'float32')
+
+
+def _frame_pipeline(cfg):
+    """The config's test pipeline for unlabelled frames: its image loader
+    (a file, or an array for ``LoadImageFromNDArray``), no annotations."""
+    from mmengine.dataset import Compose
+    from mmengine.registry import DefaultScope
+    steps = []
+    for t in cfg.test_pipeline:
+        if 'Annotations' in t['type']:
+            continue
+        steps.append(dict(t))
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        return Compose(steps), Compose(
+            [dict(type='LoadImageFromNDArray')] +
+            [t for t in steps if 'LoadImage' not in t['type']])
+
+
+def segment_sequence(model: nn.Module,
+                     frames: Iterable[Union[str, Any]],
+                     warm_start: bool = True) -> List[Dict]:
+    """Segment consecutive frames of one video with a segmentor whose
+    backbone is an MDEQ.
+
+    With ``warm_start`` each frame's forward solve starts from the previous
+    frame's fixed point instead of z = 0 (the same model and solver
+    options: with a tolerance, a close start stops the solve earlier; with
+    a fixed budget it reaches a lower residual). Frames of different sizes
+    start cold. The model's own state is restored afterwards.
+
+    Args:
+        model: a segmentor built by :func:`init_model` (``model.cfg`` holds
+            its config; the test pipeline's annotation loaders are skipped).
+        frames: image files or BGR uint8 arrays, in time order.
+        warm_start (bool): False solves every frame from z = 0.
+
+    Returns:
+        list[dict]: per frame ``pred`` (H, W) int64 train ids at the input's
+        size, ``nfev`` (f evaluations of the forward solve), ``residual``
+        (its relative residual) and ``warm`` (whether it started warm).
+    """
+    from mmengine.registry import DefaultScope
+    mdeq = find_mdeq(model)
+    test_cfg = getattr(model, 'test_cfg', None) or {}
+    if warm_start and test_cfg.get('mode', 'whole') != 'whole':
+        raise ValueError(
+            f"warm starts need whole-image inference, the model's test_cfg "
+            f"has mode={test_cfg['mode']!r} (each crop would start from "
+            "another crop's state); set model.test_cfg.mode='whole'")
+    from_file, from_array = _frame_pipeline(model.cfg)
+    saved = mdeq.warm_start, mdeq.last_state
+    mdeq.warm_start, mdeq.last_state = warm_start, None
+    out = []
+    try:
+        for frame in frames:
+            with DefaultScope.overwrite_default_scope('mmseg'):
+                data = from_file(dict(img_path=frame)) if isinstance(
+                    frame, str) else from_array(dict(img=frame))
+                data = dict(inputs=[data['inputs']],
+                            data_samples=[data['data_samples']])
+                with torch.no_grad():
+                    result = model.test_step(data)[0]
+            stats = mdeq.last_stats.forward
+            out.append(dict(
+                pred=result.pred_sem_seg.data[0].cpu().numpy(),
+                nfev=int(stats.nfev[0]), residual=float(stats.rel_lowest[0]),
+                warm=mdeq.last_start == 'warm'))
+    finally:
+        mdeq.warm_start, mdeq.last_state = saved
+    return out

@@ -111,3 +111,94 @@ def test_init_model_loads_checkpoints_and_seeds_the_init(tmp_path):
         'model.backbone.eval_solver_cfg': dict(max_iter=2)})
     assert solver_settings(find_mdeq(d))['budget'] == 3
     assert solver_settings(find_mdeq(a))['budget'] != 3
+
+
+DEMO_SEG = osp.join(ROOT, 'configs/demo/mdeq-demo_seg.py')
+
+
+@pytest.fixture(scope='module')
+def snippet_root(tmp_path_factory):
+    from mdeq_mm.datasets.demo_data import write_cityscapes_sequence
+    root = str(tmp_path_factory.mktemp('snippets'))
+    write_cityscapes_sequence(root, n_seq=1, n_frames=5, annotated=3)
+    return root
+
+
+def demo_segmentor(tol=1e-4):
+    """The demo segmentor with a contractive f (random init's is not):
+    its output GroupNorms' gains scaled by 0.1, a positive bias."""
+    model = init_model(DEMO_SEG)
+    with torch.no_grad():
+        for mod in find_mdeq(model).deq_layer.post_fuse_layers.modules():
+            if isinstance(mod, torch.nn.GroupNorm):
+                mod.weight.mul_(0.1)
+                mod.bias.add_(0.5)
+    set_solver(model, budget=40, tol=tol, options=dict(stop_mode='rel'))
+    return model
+
+
+def test_segment_sequence_cold_equals_frame_by_frame_inference(
+        snippet_root):
+    import cv2
+    from mmengine.registry import DefaultScope
+
+    from mdeq_mm.apis import _frame_pipeline, segment_sequence
+    from mdeq_mm.datasets import cityscapes_sequences
+    frames = cityscapes_sequences(snippet_root)[0].frames
+    model = demo_segmentor()
+    cold = segment_sequence(model, frames, warm_start=False)
+    arrays = segment_sequence(model, [cv2.imread(p) for p in frames],
+                              warm_start=False)
+    _, from_array = _frame_pipeline(model.cfg)
+    for path, a, b in zip(frames, cold, arrays):
+        assert not a['warm'] and a['nfev'] > 3
+        with DefaultScope.overwrite_default_scope('mmseg'):
+            data = from_array(dict(img=cv2.imread(path)))
+            with torch.no_grad():
+                ref = model.test_step(dict(inputs=[data['inputs']],
+                                           data_samples=[data['data_samples']
+                                                         ]))[0]
+        ref = ref.pred_sem_seg.data[0].numpy()
+        assert a['pred'].shape == (64, 128)
+        assert (a['pred'] == ref).all() and (b['pred'] == ref).all()
+
+
+def test_segment_sequence_warm_start_saves_evaluations_and_restores_state(
+        snippet_root):
+    from mdeq_mm.apis import segment_sequence
+    from mdeq_mm.datasets import cityscapes_sequences
+    frames = cityscapes_sequences(snippet_root)[0].frames
+    model = demo_segmentor()
+    mdeq = find_mdeq(model)
+    cold = segment_sequence(model, frames, warm_start=False)
+    warm = segment_sequence(model, frames, warm_start=True)
+    assert [w['warm'] for w in warm] == [False] + [True] * (len(frames) - 1)
+    assert warm[0]['nfev'] == cold[0]['nfev']
+    assert sum(w['nfev'] for w in warm[1:]) < sum(c['nfev']
+                                                  for c in cold[1:])
+    for c, w in zip(cold, warm):
+        assert w['residual'] < 1e-4
+        assert (c['pred'] == w['pred']).mean() > 0.99
+    assert mdeq.warm_start is False and mdeq.last_state is None
+    model.test_cfg = dict(mode='slide', crop_size=(32, 32), stride=(16, 16))
+    with pytest.raises(ValueError, match='whole-image inference'):
+        segment_sequence(model, frames)
+
+
+def test_sequence_tool_reports_cold_and_warm(snippet_root, tmp_path):
+    import json
+
+    from tests.helpers import run_tool
+    from mdeq_mm.datasets import convert_cityscapes
+    convert_cityscapes(snippet_root)
+    model = demo_segmentor()
+    ckpt = str(tmp_path / 'model.pth')
+    torch.save(dict(state_dict=model.state_dict()), ckpt)
+    out = run_tool('analysis/sequence', DEMO_SEG, ckpt, '--data-root',
+                   snippet_root, '--tol', '1e-3', '--out',
+                   tmp_path / 'seq.png')
+    assert '| cold | 5 |' in out and '| warm | 5 |' in out
+    rows = json.load(open(tmp_path / 'seq.json'))
+    assert [r['start'] for r in rows] == ['cold', 'warm']
+    assert rows[1]['nfev_per_frame'] < rows[0]['nfev_per_frame']
+    assert rows[0]['annotated'] == 1 and rows[0]['mIoU'] is not None

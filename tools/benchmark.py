@@ -2,8 +2,25 @@
 """Speed and memory of MDEQ training and inference against unrolled and
 explicit peers, on the current device (a benchmark, not a test).
 
-Cases, each in its own process (peak memory counts PyTorch's CPU
-allocations through the process's peak RSS; torch's allocator on CUDA):
+Two suites. ``--suite recipes`` trains HRNet-W18 and MDEQ-Small recipes
+(``configs/speed/``: the reference's budgets, SHINE backward,
+Jacobian-regularised reduced budgets, fixed-point correction, combined) on
+the segmentation demo data with the same schedule, and reports side by
+side: mIoU at equal iterations, the training step (s / iteration, batch 4
+64x128, implicit phase, mean of 6), inference s / image at 1024x2048, f
+evaluations (forward and backward in training, forward at inference), peak
+memory,
+and, for the MDEQs, video inference cold vs warm-started on demo
+``leftImg8bit_sequence`` snippets (f evaluations per frame to relative
+residual 1e-3, mIoU on the annotated frames). Runs are resumable (finished
+trainings are reused).
+
+``--suite f`` times MDEQ-Small's f_θ and its VJP eager, with channels_last
+tensors and compiled (inductor), with their errors against eager.
+
+``--suite models`` (the default) times fixed cases, each in its own
+process (peak memory counts PyTorch's CPU allocations through the
+process's peak RSS; torch's allocator on CUDA):
 
 * segmentation, MDEQ-Small + MDEQHead, crops 256x512 and 512x1024, batch 1
   and 2: training step (forward + backward) with the implicit 'ift'
@@ -21,10 +38,15 @@ allocations through the process's peak RSS; torch's allocator on CUDA):
 Prints markdown tables, writes ``benchmark.json`` and ``benchmark.png``.
 
 Usage:
-    python tools/benchmark.py [--device cpu] [--out-dir DIR] [--quick]
+    python tools/benchmark.py [--suite models|recipes] [--device cpu]
+        [--out-dir DIR] [--quick] [--cfg-options k=v ...]
+
+``--quick`` with ``recipes`` trains 12 iterations per recipe (a smoke run of
+the whole pipeline; its numbers mean nothing).
 """
 import argparse
 import inspect
+import os
 import os.path as osp
 
 import torch
@@ -239,15 +261,322 @@ def print_targets(rows, mem):
           f'{m40 / m10:.2f} (target <= 1.1)')
 
 
+RECIPES = [
+    ('HRNet-W18', 'configs/speed/hrnet-w18.py'),
+    ('MDEQ-Small default', 'configs/speed/mdeq-small_default.py'),
+    ('MDEQ-Small SHINE', 'configs/speed/mdeq-small_shine.py'),
+    ('MDEQ-Small JR reduced', 'configs/speed/mdeq-small_jr-reduced.py'),
+    ('MDEQ-Small JR + correction', 'configs/speed/mdeq-small_correction.py'),
+    ('MDEQ-Small fast (JR + SHINE)', 'configs/speed/mdeq-small_fast.py'),
+]
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CITY = 'data/demo/cityscapes'
+SEQUENCE = 'data/demo/cityscapes_sequence'
+
+
+def time_recipe(config, checkpoint, data_root, device, kind, repeat):
+    """One recipe's training step (a batch of the demo training data,
+    implicit phase) or inference at 1024x2048 (a demo validation image
+    resized), in this fresh process: median time, peak memory and the f
+    evaluations of the step."""
+    import cv2
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import DefaultScope
+    from mmengine.runner import Runner
+
+    from mdeq_mm.apis import find_mdeqs, init_model
+    torch.manual_seed(0)
+    opts = {f'{d}.dataset.data_root': data_root
+            for d in ('train_dataloader', 'val_dataloader')}
+    model = init_model(config, checkpoint, device, cfg_options=opts)
+    mdeq = (find_mdeqs(model) or [None])[0]
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        loader = dict(model.cfg.train_dataloader if kind == 'train' else
+                      model.cfg.val_dataloader)
+        loader.update(num_workers=0, persistent_workers=False)
+        dataset = Runner.build_dataloader(loader).dataset
+        bsz = loader['batch_size'] if kind == 'train' else 1
+        items = [dataset[i] for i in range(bsz)]
+    if kind == 'train':
+        data = model.data_preprocessor(pseudo_collate(items), True)
+        model.train()
+
+        def step():
+            losses = model(**data, mode='loss')
+            loss = sum(v for k, v in losses.items() if 'loss' in k)
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+    else:
+        img = items[0]['inputs'].permute(1, 2, 0).numpy()
+        big = cv2.resize(img, (2048, 1024), interpolation=cv2.INTER_LINEAR)
+        items[0]['inputs'] = torch.from_numpy(big).permute(2, 0, 1)
+        items[0]['data_samples'].set_metainfo(dict(
+            img_shape=(1024, 2048), ori_shape=(1024, 2048)))
+        data = model.data_preprocessor(pseudo_collate(items), False)
+        model.eval()
+
+        def step():
+            with torch.no_grad():
+                model(data['inputs'], mode='tensor')
+
+    with PeakMemory(device) as mem:
+        step()  # warm-up (lazy initialisation), not timed
+        if kind == 'train':  # the mean: a Jacobian loss runs on some steps
+            median = sum(timed(step, device) for _ in range(6)) / 6
+        else:
+            median = timed(step, device, repeat)
+    out = dict(time_s=median, peak_mb=mem.delta / 2**20)
+    if mdeq is not None:
+        st = mdeq.last_stats
+        out['fwd_nfev'] = float(st.forward.nfev.float().mean())
+        out['fwd_rel_residual'] = float(st.forward.rel_lowest.mean())
+        if st.backward is not None:
+            out['bwd_nfev'] = float(st.backward.nfev.float().mean())
+    return out
+
+
+def prepare_demo_data():
+    """The demo Cityscapes data (converted) and the demo video snippets."""
+    from mdeq_mm.datasets import convert_cityscapes
+    from mdeq_mm.datasets.demo_data import (write_cityscapes,
+                                            write_cityscapes_sequence)
+    if not osp.isdir(osp.join(ROOT, CITY, 'gtFine')):
+        write_cityscapes(osp.join(ROOT, CITY))
+        convert_cityscapes(osp.join(ROOT, CITY))
+    if not osp.isdir(osp.join(ROOT, SEQUENCE, 'gtFine')):
+        write_cityscapes_sequence(osp.join(ROOT, SEQUENCE), n_seq=2,
+                                  n_frames=20)
+
+
+def sequence_rows(config, checkpoint, data_root, cfg_options):
+    """Cold vs warm video inference (tools/analysis/sequence.py)."""
+    from analysis.sequence import main as sequence
+    out = osp.join(ROOT, 'work_dirs/benchmarks/recipes/sequence_' +
+                   osp.splitext(osp.basename(config))[0] + '.png')
+    return sequence([config, checkpoint, '--data-root', data_root,
+                     '--out', out] + (['--cfg-options'] + cfg_options
+                                      if cfg_options else []))
+
+
+def run_recipes(args):
+    """Train, time and compare every recipe (see the module docstring)."""
+    from ablate import summarize, train
+    from tool_utils import final_checkpoint
+    prepare_demo_data()
+    opts = [f'{d}.dataset.data_root={CITY}'
+            for d in ('train_dataloader', 'val_dataloader',
+                      'test_dataloader')] + list(args.cfg_options)
+    if args.quick:
+        opts += ['train_cfg.max_iters=12', 'train_cfg.val_interval=12',
+                 'default_hooks.checkpoint.interval=12',
+                 'param_scheduler.0.end=12']
+    os.makedirs(osp.join(ROOT, args.out_dir), exist_ok=True)
+    rows = []
+    for name, config in RECIPES:
+        wd = osp.join(args.out_dir, osp.splitext(osp.basename(config))[0])
+        train(config, wd, opts)
+        row = summarize(name, config, wd)
+        ckpt = final_checkpoint(osp.join(ROOT, config), wd) \
+            if not args.quick else osp.join(wd, 'iter_12.pth')
+        for kind in ('train', 'infer'):
+            r = run_isolated(time_recipe, config=config, checkpoint=ckpt,
+                             data_root=CITY, device=args.device, kind=kind,
+                             repeat=args.repeat)
+            row.update({f'{kind}_{k}': v for k, v in r.items()})
+        if name.startswith('MDEQ'):
+            print(f'  {name}: video inference cold vs warm', flush=True)
+            seq = sequence_rows(config, ckpt, SEQUENCE, None)
+            row['sequence'] = [{k: v for k, v in r.items()
+                                if k != 'nfev_trace'} for r in seq]
+        rows.append(row)
+        print(f"  {name}: mIoU {row['mIoU']}, train step "
+              f"{row['train_time_s']:.2f} s, 1024x2048 inference "
+              f"{row['infer_time_s']:.2f} s", flush=True)
+    print_recipes(rows)
+    png = osp.join(args.out_dir, 'recipes.png')
+    print(f'\nwrote {save_results(rows, png, plot_recipes)} and {png}')
+    return rows
+
+
+def _nfev(r, key):
+    v = r.get(key)
+    return '-' if v is None else f'{v:.1f}'
+
+
+def print_recipes(rows):
+    base = rows[0]
+    print('\n### Recipes on the demo task (batch 4, 64x128, equal '
+          'iterations)\n')
+    print('| model | mIoU | train step (s) | x HRNet | inference 1024x2048 '
+          '(s) | x HRNet | f evals train fwd / bwd | f evals inference | '
+          'peak train memory (MB) | peak inference memory (MB) |')
+    print('|---|---|---|---|---|---|---|---|---|---|')
+    for r in rows:
+        miou = 'n/a' if r['mIoU'] is None else f"{r['mIoU']:.2f}"
+        print(f"| {r['name']} | {miou} | {r['train_time_s']:.3f} | "
+              f"{r['train_time_s'] / base['train_time_s']:.2f} | "
+              f"{r['infer_time_s']:.2f} | "
+              f"{r['infer_time_s'] / base['infer_time_s']:.2f} | "
+              f"{_nfev(r, 'train_fwd_nfev')} / {_nfev(r, 'train_bwd_nfev')}"
+              f" | {_nfev(r, 'infer_fwd_nfev')} | {r['train_peak_mb']:.0f} "
+              f"| {r['infer_peak_mb']:.0f} |")
+    print('\n### Video inference, cold vs warm start (demo snippets, '
+          'relative residual 1e-3, at most 28 f evaluations)\n')
+    print('| model | f evals / frame cold | warm | warm / cold | mIoU cold |'
+          ' mIoU warm |\n|---|---|---|---|---|---|')
+    for r in rows:
+        if 'sequence' not in r:
+            continue
+        cold, warm = r['sequence']
+        print(f"| {r['name']} | {cold['nfev_per_frame']:.1f} | "
+              f"{warm['nfev_per_frame']:.1f} | "
+              f"{warm['nfev_per_frame'] / cold['nfev_per_frame']:.2f} | "
+              f"{cold['mIoU']:.2f} | {warm['mIoU']:.2f} |")
+    ok = [r for r in rows[1:] if r['mIoU'] is not None and
+          base['mIoU'] is not None and r['mIoU'] >= base['mIoU'] - 1]
+    print('\n### Targets\n')
+    if not ok:
+        print('- no MDEQ recipe within 1 mIoU of HRNet-W18 '
+              f"({base['mIoU']})")
+        return
+    best = min(ok, key=lambda r: r['train_time_s'])
+    print(f"- fastest MDEQ recipe within 1 mIoU of HRNet-W18: {best['name']}"
+          f" (mIoU {best['mIoU']:.2f} vs {base['mIoU']:.2f}): training step "
+          f"{best['train_time_s'] / base['train_time_s']:.2f}x, inference "
+          f"{best['infer_time_s'] / base['infer_time_s']:.2f}x (target <= 2.0"
+          ' for both)')
+    cold, warm = best['sequence']
+    saving = cold['nfev_per_frame'] / warm['nfev_per_frame']
+    print(f'- its warm starts: {saving:.2f}x fewer f evaluations per '
+          "frame (target >= 2), mIoU "
+          f"{warm['mIoU']:.2f} warm vs {cold['mIoU']:.2f} cold")
+
+
+def plot_recipes(rows, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    names = [r['name'].replace('MDEQ-Small ', '') for r in rows]
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4))
+    for ax, key, title in zip(
+            axes, ('mIoU', 'train_time_s', 'infer_time_s', 'train_peak_mb'),
+            ('mIoU (demo, equal iterations)', 'training step (s)',
+             'inference 1024x2048 (s)', 'peak training memory (MB)')):
+        ax.bar(names, [r[key] or 0 for r in rows])
+        ax.set_title(title)
+        ax.tick_params(axis='x', labelsize=7, rotation=30)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def time_f(variant, size, repeat):
+    """MDEQ-Small's f_θ alone (random init, batch 1 at ``size``): f and its
+    vector-Jacobian product with respect to the state, eager, with
+    channels_last tensors or compiled (``torch.compile``, inductor), each
+    against the eager result."""
+    import time
+    from mdeq_mm.models import MDEQ
+    torch.manual_seed(0)
+    mdeq = MDEQ('small', norm_cfg=dict(type='BN')).eval()
+    x = torch.randn(1, 3, *size)
+    with torch.no_grad():
+        inj = mdeq.stage0(mdeq.stem(x))
+    z = [torch.randn_like(t) * 0.1 for t in mdeq.initial_state(inj)]
+    injection = [inj] + [None] * 3
+    mdeq.deq_layer.reset()
+
+    def f(zs, inj_list):
+        return mdeq.deq_layer(zs, inj_list)
+
+    with torch.no_grad():
+        ref = f(z, injection)
+    zt = [t.clone().requires_grad_() for t in z]
+    ref_out = f(zt, injection)
+    w = [torch.randn_like(t) for t in ref_out]
+    ref_vjp = torch.autograd.grad(ref_out, zt, w)
+    compile_s = 0.0
+    fn, zs, inj_list = f, z, injection
+    if variant == 'channels_last':
+        mdeq.to(memory_format=torch.channels_last)
+        mdeq.deq_layer.reset()
+        zs = [t.contiguous(memory_format=torch.channels_last) for t in z]
+        inj_list = [inj.contiguous(memory_format=torch.channels_last)] + \
+            [None] * 3
+    elif variant == 'compiled':
+        fn = torch.compile(f)
+        t = time.perf_counter()
+        with torch.no_grad():
+            fn(zs, inj_list)
+        zc = [t.clone().requires_grad_() for t in zs]
+        torch.autograd.grad(fn(zc, inj_list), zc, w)
+        compile_s = time.perf_counter() - t
+
+    def fwd():
+        with torch.no_grad():
+            return fn(zs, inj_list)
+
+    zv = [t.clone().requires_grad_() for t in zs]
+
+    def vjp():
+        return torch.autograd.grad(fn(zv, inj_list), zv, w)
+
+    fwd(), vjp()  # warm-up
+    out = dict(variant=variant, size=list(size), compile_s=compile_s,
+               f_s=timed(fwd, 'cpu', repeat), vjp_s=timed(vjp, 'cpu', repeat))
+    err = max(float((a - b).abs().max() / b.abs().max())
+              for a, b in zip(fwd(), ref))
+    verr = max(float((a - b).abs().max() / b.abs().max())
+               for a, b in zip(vjp(), ref_vjp))
+    out.update(f_max_rel_err=err, vjp_max_rel_err=verr)
+    return out
+
+
+def run_f(args):
+    rows = []
+    for variant in ('eager', 'channels_last', 'compiled'):
+        r = run_isolated(time_f, variant=variant, size=(256, 512),
+                         repeat=max(3, args.repeat))
+        rows.append(r)
+        print(f"  {variant}: f {r['f_s']:.3f} s, vjp {r['vjp_s']:.3f} s",
+              flush=True)
+    base = rows[0]
+    print('\n### MDEQ-Small f_θ, 256x512, batch 1\n')
+    print('| variant | f (s) | x eager | VJP (s) | x eager | compile (s) | '
+          'max rel. error f / VJP |\n|---|---|---|---|---|---|---|')
+    for r in rows:
+        print(f"| {r['variant']} | {r['f_s']:.3f} | "
+              f"{base['f_s'] / r['f_s']:.2f} | {r['vjp_s']:.3f} | "
+              f"{base['vjp_s'] / r['vjp_s']:.2f} | {r['compile_s']:.0f} | "
+              f"{r['f_max_rel_err']:.1e} / {r['vjp_max_rel_err']:.1e} |")
+    path = osp.join(args.out_dir, 'f.json')
+    import json
+    os.makedirs(args.out_dir, exist_ok=True)
+    with open(path, 'w') as fh:
+        json.dump(rows, fh, indent=1)
+    print(f'\nwrote {path}')
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--suite', choices=['models', 'recipes', 'f'],
+                        default='models')
     parser.add_argument('--device', default='cuda' if
                         torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--out-dir', default='work_dirs/benchmarks/models')
+    parser.add_argument('--out-dir', default=None,
+                        help='default: work_dirs/benchmarks/<suite>')
     parser.add_argument('--quick', action='store_true',
-                        help='only the 256x512 crop and batch 1')
+                        help='models: only the 256x512 crop and batch 1; '
+                        'recipes: 12 training iterations (a smoke run)')
     parser.add_argument('--repeat', type=int, default=2)
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='recipes: overrides for every training run')
     args = parser.parse_args()
+    args.out_dir = args.out_dir or f'work_dirs/benchmarks/{args.suite}'
+    if args.suite == 'recipes':
+        return run_recipes(args)
+    if args.suite == 'f':
+        return run_f(args)
     rows = []
     for task, model, mode, size, bsz, kind, max_iter in make_plan(args.quick):
         r = run_isolated(run_case, task=task, model=model, mode=mode,

@@ -404,3 +404,57 @@ def write_cifar10(root: str, n_per_batch: int = 8, seed: int = 2) -> str:
                                       'ship', 'truck'],
                          num_cases_per_batch=n_per_batch, num_vis=3072), f)
     return root
+
+
+def write_cityscapes_sequence(root: str,
+                              n_seq: int = 4,
+                              n_frames: int = 30,
+                              annotated: int = 19,
+                              size: Tuple[int, int] = (64, 128),
+                              pan: int = 2,
+                              split: str = 'val',
+                              seed: int = 3) -> str:
+    """Write video snippets as Cityscapes' ``leftImg8bit_sequence`` holds
+    them, with the annotation of one frame per snippet in ``gtFine``.
+
+    ``leftImg8bit_sequence/{split}/<city>/<city>_<seq>_<frame>_leftImg8bit
+    .png``: ``n_frames`` consecutive frame numbers per snippet, of which the
+    ``annotated``-th (the 20th, as in the download) has its
+    ``gtFine/{split}/<city>/<city>_<seq>_<frame>_gtFine_*.png``. The frame
+    numbers do not start at 0 (as in the download, where snippet
+    ``frankfurt_000000`` holds frames 000275-000304 around the annotated
+    000294). Moving content: the camera pans ``pan`` pixels per frame over
+    a wider scene; sensor noise differs per frame; the void regions of the
+    camera (hood, borders) stay in place.
+
+    Returns:
+        str: ``root``.
+    """
+    rng = np.random.default_rng(seed)
+    h, w = size
+    city = 'frankfurt' if split == 'val' else 'aachen'
+    for s in range(n_seq):
+        scene, train_ids = make_scene(rng, (h, w + pan * (n_frames - 1)))
+        first = int(rng.integers(0, 50)) * 10 + 5
+        void_seed = int(rng.integers(1 << 30))
+        for t in range(n_frames):
+            x0 = pan * t
+            img = scene[:, x0:x0 + w].astype(np.float64)
+            img = img + rng.normal(0, 3, img.shape)
+            img = np.clip(img, 0, 255).astype(np.uint8)
+            ids = to_label_ids(train_ids[:, x0:x0 + w].copy())
+            # the same draws every frame: the void stays in camera frame
+            paint_void(img, ids, np.random.default_rng(void_seed))
+            name = f'{city}_{s:06d}_{first + t:06d}'
+            folder = osp.join(root, 'leftImg8bit_sequence', split, city)
+            os.makedirs(folder, exist_ok=True)
+            cv2.imwrite(osp.join(folder, name + IMG_SUFFIX), img)
+            if t != annotated:
+                continue
+            folder = osp.join(root, 'gtFine', split, city)
+            os.makedirs(folder, exist_ok=True)
+            stem = osp.join(folder, name)
+            cv2.imwrite(stem + LABEL_IDS, ids)
+            cv2.imwrite(stem + '_gtFine_instanceIds.png', instance_ids(ids))
+            cv2.imwrite(stem + '_gtFine_color.png', colour_map(ids))
+    return root

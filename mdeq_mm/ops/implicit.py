@@ -15,6 +15,10 @@ gradients by one of three strategies:
   solve never improves on its start (w = 0) or returns a non-finite value, the
   affected samples fall back to the one-step (phantom, k=1) gradient w = g;
   the fallback is counted in the statistics (and warned about once).
+  With ``init='shine'`` the backward solve starts from w₀ = −g H, H the
+  forward Broyden's inverse-Jacobian estimate of f − z (SHINE, Ramzi et
+  al., ICLR 2022: no f evaluation), and its ``max_iter`` iterations refine
+  it (0: w₀ itself, one vector-Jacobian product to measure its residual).
 * ``'phantom'``: k damped steps z ← (1 − tau) z + tau f(z) from z*, tracked;
   k = 1 with tau = 1 is the Jacobian-free one-step gradient.
 * ``'unrolled'``: f applied ``depth`` times from the initial state with
@@ -34,12 +38,14 @@ from typing import (Callable, Dict, List, Mapping, Optional, Sequence,
 import torch
 from torch import Tensor
 
-from .solvers import CONVERGED, SolverStats, check_solver_cfg, solve
+from .solvers import (CONVERGED, SolverStats, check_solver_cfg, get_solver,
+                      solve)
 from .validation import check_keys
 
 GRAD_MODES = ('ift', 'phantom', 'unrolled')
+ADJOINT_INITS = ('zero', 'shine')
 GRAD_OPTIONS = {
-    'ift': ('solver', 'solver_cfg'),
+    'ift': ('solver', 'solver_cfg', 'init'),
     'phantom': ('k', 'tau'),
     'unrolled': ('depth', ),
 }
@@ -99,6 +105,10 @@ class DEQStats:
             by autograd; unrolled applications also without grad).
         jac_frobenius (Tensor | None): (B,) estimate of ‖J_f‖²_F / D at the
             returned state, when a Jacobian loss was computed.
+        corrections (list | None): fixed-point correction states (training
+            with ``correction``): per recorded solver iterate z_k, the
+            tracked damped step (1 − tau) z_k + tau f(z_k), a list like the
+            state, earliest first.
     """
     mode: str
     forward: Optional[SolverStats] = None
@@ -107,6 +117,7 @@ class DEQStats:
     fallback: int = 0
     nfev_tracked: int = 0
     jac_frobenius: Optional[Tensor] = None
+    corrections: Optional[List[List[Tensor]]] = None
 
     def summary(self) -> Dict[str, float]:
         """Scalars for logging (host syncs; call after backward)."""
@@ -132,9 +143,9 @@ class _AdjointSolve(torch.autograd.Function):
     """Identity forward; backward solves w = w J + g for the gradient."""
 
     @staticmethod
-    def forward(ctx, z_out, vjp, solver, solver_cfg, stats):
+    def forward(ctx, z_out, vjp, solver, solver_cfg, stats, inverse):
         ctx.vjp, ctx.solver, ctx.solver_cfg = vjp, solver, solver_cfg
-        ctx.stats = stats
+        ctx.stats, ctx.inverse = stats, inverse
         return z_out.view_as(z_out)
 
     @staticmethod
@@ -145,14 +156,18 @@ class _AdjointSolve(torch.autograd.Function):
         def adjoint(w):
             return ctx.vjp(w.to(grad.dtype)).to(dtype) + g.to(dtype)
 
-        w0 = torch.zeros_like(g, dtype=dtype)
+        if ctx.inverse is None:
+            w0 = torch.zeros_like(g, dtype=dtype)
+        else:  # SHINE: w J_g = −g with J_g⁻¹ ≈ H
+            w0 = -ctx.inverse(g.to(dtype)).to(dtype)
+            ctx.inverse = None  # frees the forward solver's memory
         w, bstats = solve(ctx.solver, adjoint, w0, **ctx.solver_cfg)
         bstats.fz = None
-        # A solve that never beats w = 0 (in absolute residual, whatever
-        # the stop mode) would silently zero or corrupt the gradient: fall
-        # back to the one-step gradient instead.
-        failed = ((bstats.abs_lowest >= bstats.abs_trace[:, 0]) &
-                  (bstats.reason != CONVERGED))
+        # A solve that never beats w = 0, whose residual is ‖g‖ (in
+        # absolute residual, whatever the stop mode), would silently zero
+        # or corrupt the gradient: fall back to the one-step gradient.
+        failed = ((bstats.abs_lowest >= torch.linalg.vector_norm(
+            g.to(dtype), dim=1)) & (bstats.reason != CONVERGED))
         failed |= ~torch.isfinite(w).all(1)
         n_failed = int(failed.sum())
         if n_failed:
@@ -167,7 +182,7 @@ class _AdjointSolve(torch.autograd.Function):
             w = torch.where(failed[:, None], g.to(dtype), w)
         ctx.stats.backward = bstats
         ctx.stats.fallback = n_failed
-        return w.to(grad.dtype), None, None, None, None
+        return w.to(grad.dtype), None, None, None, None, None
 
 
 class ImplicitLayer:
@@ -182,7 +197,9 @@ class ImplicitLayer:
         grad (str): 'ift', 'phantom' or 'unrolled'.
         grad_cfg (dict): options of the gradient strategy:
             'ift': solver (str, default 'broyden'), solver_cfg (dict;
-            stop_mode defaults to 'initial': ‖r‖ / ‖g‖);
+            stop_mode defaults to 'initial': ‖r‖ / ‖g‖), init ('zero',
+            default, or 'shine': start from the forward Broyden's
+            estimate, which needs solver='broyden' forward);
             'phantom': k (int, default 1), tau (float, default 1.0);
             'unrolled': depth (int, default 5).
         solver_dtype (str | None): 'float64' runs the solvers' arithmetic
@@ -190,6 +207,14 @@ class ImplicitLayer:
             dtype: float32 Broyden / Anderson lose about 1e-4 relative on
             large states (measured on MDEQ-Small at 512x1024), float64 ones
             about 1e-6. None: float32 (float64 for a float64 model).
+        correction (dict | None): fixed-point correction (Bai et al., DEQ
+            flow, CVPR 2022): when gradients are tracked, the forward
+            iterates z_k at k = round(i · max_iter / n_states),
+            i = 1 .. n_states − 1, reached before the solve stops, each get
+            one tracked damped step (1 − tau) z_k + tau f(z_k) (a phantom
+            gradient) returned in ``DEQStats.corrections`` for a loss on
+            each. Keys: n_states (>= 2, counting z* itself), tau (default
+            1.0). None: off.
     """
 
     def __init__(self,
@@ -198,7 +223,8 @@ class ImplicitLayer:
                  eval_solver_cfg: Optional[dict] = None,
                  grad: str = 'ift',
                  grad_cfg: Optional[dict] = None,
-                 solver_dtype: Optional[str] = None):
+                 solver_dtype: Optional[str] = None,
+                 correction: Optional[dict] = None):
         self.solver = solver
         for name, cfg in (('solver_cfg', solver_cfg),
                           ('eval_solver_cfg', eval_solver_cfg)):
@@ -214,11 +240,25 @@ class ImplicitLayer:
         check_solver_cfg(solver, self.solver_cfg)
         if self.eval_solver_cfg is not None:
             check_solver_cfg(solver, self.eval_solver_cfg)
+        self._inverse = None  # the last forward Broyden's estimate
+        self._recorded: List[Tensor] = []  # iterates for the correction
         self.set_grad(grad, grad_cfg)
         # trace the residual of every scale in every solver iteration
         # (forward and backward); for analysis, costs two passes per step
         self.trace_scales = False
         self.set_solver_dtype(solver_dtype)
+        self.correction = self._correction_cfg(correction)
+
+    @staticmethod
+    def _correction_cfg(cfg: Optional[dict]) -> Optional[dict]:
+        if cfg is None:
+            return None
+        check_keys(cfg, ('n_states', 'tau'), 'correction')
+        cfg = dict(dict(n_states=2, tau=1.0), **cfg)
+        if cfg['n_states'] < 2 or not 0 < cfg['tau'] <= 1:
+            raise ValueError('correction needs n_states >= 2 (z* counts as '
+                             f'one) and 0 < tau <= 1, got {cfg}')
+        return cfg
 
     def set_solver_dtype(self, dtype: Optional[str]) -> None:
         """The solvers' arithmetic: None or 'float32' (float64 for a float64
@@ -238,6 +278,15 @@ class ImplicitLayer:
         check_keys(grad_cfg, GRAD_OPTIONS[grad], f'gradient {grad!r}')
         if grad == 'ift':
             grad_cfg.setdefault('solver', 'broyden')
+            grad_cfg.setdefault('init', 'zero')
+            if grad_cfg['init'] not in ADJOINT_INITS:
+                raise ValueError(f"ift init must be one of {ADJOINT_INITS}, "
+                                 f"got {grad_cfg['init']!r}")
+            if grad_cfg['init'] == 'shine' and self.solver != 'broyden':
+                raise ValueError(
+                    "init='shine' starts the backward solve from the forward "
+                    "Broyden's inverse-Jacobian estimate; the forward solver "
+                    f"is {self.solver!r}: use solver='broyden' or init='zero'")
             # the adjoint is a linear solve from w = 0: stop on and keep the
             # iterate with the lowest ‖r‖ / ‖g‖ by default ('rel' divides by
             # ‖w J + g‖, which grows without bound on a diverging solve)
@@ -256,6 +305,10 @@ class ImplicitLayer:
                 raise ValueError(f'unrolled depth must be >= 1: {grad_cfg}')
         self.grad, self.grad_cfg = grad, grad_cfg
 
+    # torch.compile (mmengine's compile=True) runs the solve eagerly: its
+    # host-side stopping tests and the custom backward would break (or
+    # recompile) the graph every step; the stem and heads around it compile
+    @torch.compiler.disable
     def __call__(self,
                  f: Callable[[List[Tensor]], List[Tensor]],
                  z0: Sequence[Tensor],
@@ -291,6 +344,8 @@ class ImplicitLayer:
         z_star, stats = self._solve(f_flat, packer, packer.pack(z0, dtype),
                                     track if training is None else training,
                                     extra)
+        if not track or self.grad != 'ift':
+            self._inverse = None  # only the 'ift' backward uses it
         if not track:
             stats.mode = 'solve'
             z = packer.unpack(z_star)
@@ -300,6 +355,9 @@ class ImplicitLayer:
                               stats)
         else:
             z = packer.unpack(self._ift(f_flat, z_star, stats, extra))
+        if track and self._recorded:
+            self._corrections(f, packer, state_dtype, stats)
+        self._recorded = []
         return [t.to(z0[i].dtype) for i, t in enumerate(z)], stats
 
     def _solve(self, f_flat, packer: StatePacker, z0: Tensor, training: bool,
@@ -309,14 +367,50 @@ class ImplicitLayer:
         cfg = self.solver_cfg
         if not training and self.eval_solver_cfg is not None:
             cfg = self.eval_solver_cfg
+        self._recorded = []
+        if self.correction is not None and torch.is_grad_enabled():
+            f_flat = self._recording(f_flat, cfg)
         with torch.no_grad():
             z_star, fstats = solve(self.solver, f_flat, z0, **cfg, **extra)
             fz = fstats.fz
             fstats.fz = None
+            self._inverse, fstats.inverse = fstats.inverse, None
             per_scale = packer.per_scale_norm(fz - z_star) / (
                 packer.per_scale_norm(fz) + 1e-9)
         return z_star, DEQStats(self.grad, forward=fstats,
                                 rel_residual_per_scale=per_scale)
+
+    def _recording(self, f_flat, cfg: dict):
+        """f_flat that keeps the iterates it is called at whose index is
+        one of the correction's (the solvers evaluate f once per iterate,
+        in order: call k is at z_k)."""
+        import inspect
+        max_iter = cfg.get('max_iter', inspect.signature(
+            get_solver(self.solver)).parameters['max_iter'].default)
+        n = self.correction['n_states']
+        wanted = {round(i * max_iter / n) for i in range(1, n)} - {0}
+        calls = [0]
+
+        def f_rec(z):
+            if calls[0] in wanted:
+                self._recorded.append(z.detach())
+            calls[0] += 1
+            return f_flat(z)
+        return f_rec
+
+    def _corrections(self, f, packer: StatePacker, state_dtype,
+                     stats: DEQStats) -> None:
+        """The tracked damped step from each recorded iterate."""
+        tau = self.correction['tau']
+        out = []
+        for z in self._recorded:
+            zs = packer.unpack(z.to(state_dtype))
+            fz = f(zs)
+            out.append(list(fz) if tau == 1 else
+                       [(1 - tau) * a + tau * b for a, b in zip(zs, fz)])
+            stats.nfev_tracked += 1
+        self._recorded = []
+        stats.corrections = out
 
     def _phantom(self, f, z: List[Tensor], stats: DEQStats) -> List[Tensor]:
         """k tracked damped steps from z*."""
@@ -339,8 +433,10 @@ class ImplicitLayer:
             return torch.autograd.grad(
                 z_plus, z_star, w, retain_graph=True)[0]
 
+        inverse = self._inverse if self.grad_cfg['init'] == 'shine' else None
+        self._inverse = None
         z_out = _AdjointSolve.apply(z_plus, vjp, self.grad_cfg['solver'],
                                     dict(self.grad_cfg['solver_cfg'],
-                                         **extra), stats)
+                                         **extra), stats, inverse)
         stats.nfev_tracked = 1
         return z_out

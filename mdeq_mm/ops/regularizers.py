@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 
+@torch.compiler.disable  # double backward through f: run eagerly
 def jacobian_frobenius(fz: Tensor,
                        z: Tensor,
                        n_samples: int = 1,

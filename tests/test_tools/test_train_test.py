@@ -230,3 +230,26 @@ def test_tta_for_both_tasks(cls_run, data, tmp_path):
     assert 'mIoU' in out
     dumped = open(osp.join(seg_work, 'mdeq_cityscapes.py')).read()
     assert 'SegTTAModel' in dumped
+
+
+def test_compiled_training_with_shine_and_fixed_point_correction(data,
+                                                                tmp_path):
+    """mmengine's ``compile`` (torch.compile of train_step; dynamo + AOT
+    autograd with the eager backend here, inductor's C++ build would take
+    minutes on CPU) trains the implicit model with the SHINE backward and
+    the fixed-point correction: the solve runs eagerly inside the compiled
+    step, the correction's losses are logged and every loss is finite."""
+    work = str(tmp_path)
+    tool('train', SEG, '--work-dir', work, *seg_opts(
+        data['city'], iters=4, warmup=2, extra=(
+            'compile.backend=aot_eager',
+            'model.backbone.grad_cfg.init=shine',
+            'model.backbone.fp_correction.n_states=2')))
+    logs = [json.loads(line) for line in open(glob.glob(
+        osp.join(work, '*', 'vis_data', 'scalars.json'))[0])]
+    implicit = [e for e in logs if e.get('step', 0) > 2 and 'loss' in e]
+    assert implicit, logs
+    for e in implicit:
+        assert 'fpc0.decode.loss_ce' in e
+        assert all(np.isfinite(v) for k, v in e.items() if 'loss' in k)
+    assert osp.isfile(osp.join(work, 'iter_4.pth'))

@@ -137,6 +137,14 @@ class MDEQ(BaseModule):
             highest-resolution branch only) or 'all' (every branch i > 0
             also gets its own projection of the stem features, downsampled
             by i stride-2 3x3 conv + norm stages).
+        fp_correction (dict | None): fixed-point correction (DEQ flow):
+            in training, n_states − 1 forward iterates get a tracked damped
+            step each (see :class:`~mdeq_mm.ops.ImplicitLayer`'s
+            ``correction``), left in ``corrections`` with their loss
+            weights ``correction_weights`` = gamma^(n − i) (gamma default
+            0.8; z* has weight 1); ``DEQEncoderDecoder`` /
+            ``DEQImageClassifier`` add the head's losses on each as
+            ``fpc<i>.<loss>``. Keys: n_states, tau, gamma. None: off.
         jac_loss (dict | None): Jacobian regularisation (Bai et al., ICML
             2021): in training, with probability ``freq`` per forward,
             ``weight`` × the Hutchinson estimate of ‖J_f(z*)‖²_F / D
@@ -173,6 +181,7 @@ class MDEQ(BaseModule):
                  post_gn_affine: bool = True,
                  inject: str = 'highest',
                  jac_loss: Optional[dict] = None,
+                 fp_correction: Optional[dict] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         if pretrained is not None:
@@ -205,11 +214,25 @@ class MDEQ(BaseModule):
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
         self.mode = mode
         self.unrolled_eval = unrolled_eval
+        correction = dict(fp_correction or {})
+        gamma = correction.pop('gamma', 0.8)
         self.deq = ImplicitLayer(solver, solver_cfg, eval_solver_cfg, grad,
-                                 grad_cfg, solver_dtype)
+                                 grad_cfg, solver_dtype,
+                                 correction if fp_correction else None)
+        self.correction_gamma = gamma
+        # per forward in training: the correction states' outputs (like
+        # the backbone's output) and their loss weights
+        self.corrections: List[Tuple[Tensor, ...]] = []
+        self.correction_weights: List[float] = []
         self.unrolled = ImplicitLayer(
             grad='unrolled', grad_cfg=dict(depth=unrolled_depth))
         self.last_stats: Optional[DEQStats] = None
+        # the (detached, padded-size) state of the last forward, and whether
+        # the next forward starts from it when its shapes match (warm start
+        # across video frames; see mdeq_mm.apis.segment_sequence)
+        self.last_state: Optional[List[Tensor]] = None
+        self.warm_start = False
+        self.last_start = 'cold'  # 'cold', 'warm' (last_state) or 'given'
         self.jac_loss_cfg = self._jac_loss_cfg(jac_loss)
         self.jac_loss: Optional[Tensor] = None
         self._reference_init()
@@ -341,9 +364,16 @@ class MDEQ(BaseModule):
             torch.float32
         return [injection.new_zeros(s, dtype=dtype) for s in shapes]
 
-    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+    def forward(self, x: Tensor,
+                z_init: Optional[List[Tensor]] = None) -> Tuple[Tensor, ...]:
         """Args:
             x (Tensor): images (B, in_channels, H, W).
+            z_init (list[Tensor] | None): initial state, one map per branch
+                of the shapes of :meth:`initial_state` (the input padded to
+                a multiple of ``size_divisor``), e.g. the ``last_state`` of
+                the previous video frame; None starts from z = 0, or from
+                ``last_state`` when ``warm_start`` is set and its shapes
+                match.
 
         Returns:
             tuple[Tensor]: n maps, map i of shape (B, C_i, H / s_i, W / s_i)
@@ -352,15 +382,40 @@ class MDEQ(BaseModule):
         x, (h, w) = self._prepare_input(x)
         if self.frozen:
             with torch.no_grad():
-                return self._forward(x, h, w)
-        return self._forward(x, h, w)
+                return self._forward(x, h, w, z_init)
+        return self._forward(x, h, w, z_init)
 
-    def _forward(self, x: Tensor, h: int, w: int) -> Tuple[Tensor, ...]:
+    def _start(self, inj: Tensor,
+               z_init: Optional[List[Tensor]]) -> List[Tensor]:
+        """The initial state: ``z_init`` (checked), the last state (warm
+        start), or zeros."""
+        z0 = self.initial_state(inj)
+        if z_init is None and self.warm_start and self.last_state is not None \
+                and [t.shape for t in self.last_state] == [t.shape
+                                                           for t in z0]:
+            self.last_start = 'warm'
+            return [t.to(z0[0].dtype) for t in self.last_state]
+        self.last_start = 'cold' if z_init is None else 'given'
+        if z_init is None:
+            return z0
+        if len(z_init) != len(z0) or any(
+                a.shape != b.shape for a, b in zip(z_init, z0)):
+            raise ValueError(
+                'z_init must hold one map per branch with the shapes '
+                f'{[tuple(t.shape) for t in z0]} (this input, padded to a '
+                f'multiple of {self.size_divisor}), got '
+                f'{[tuple(t.shape) for t in z_init]}; pass the last_state '
+                'of a forward on an input of the same size')
+        return [a.detach().to(b) for a, b in zip(z_init, z0)]
+
+    def _forward(self, x: Tensor, h: int, w: int,
+                 z_init: Optional[List[Tensor]] = None
+                 ) -> Tuple[Tensor, ...]:
         feat = self.stem(x)
         inj = self.stage0(feat) if self.stage0 is not None else feat
         injection = [inj] + [layer(inj) for layer in self.inject_layers]
         injection += [None] * (self.num_branches - len(injection))
-        z0 = self.initial_state(inj)
+        z0 = self._start(inj, z_init)
         self.deq_layer.reset()
 
         def f(z: List[Tensor]) -> List[Tensor]:
@@ -376,6 +431,16 @@ class MDEQ(BaseModule):
         finally:
             self.deq_layer.clear()
         self.last_stats = stats
+        self.last_state = [t.detach() for t in z]
+        states = stats.corrections or []
+        self.corrections = [self._crop(zc, h, w) for zc in states]
+        n = len(states) + 1
+        self.correction_weights = [self.correction_gamma**(n - 1 - i)
+                                   for i in range(len(states))]
+        return self._crop(z, h, w)
+
+    def _crop(self, z: List[Tensor], h: int, w: int) -> Tuple[Tensor, ...]:
+        """The maps of the unpadded input (see ``pad_input``)."""
         out = []
         for i, zi in enumerate(z):
             s = 2**(self.downsample_times + i)

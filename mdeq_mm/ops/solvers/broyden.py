@@ -145,6 +145,22 @@ class _Broyden(_Method):
         self.gamma = z.new_ones(self.bsz)  # H_0 = −γ I
         self._restart(g)
 
+    def inverse(self, v: Tensor) -> Tensor:
+        """v H for row vectors v (B, D), H the current inverse-Jacobian
+        estimate of g = f − z: H = E_{n−1} ⋯ E_1 H_0 with
+        E_k = I + s_k s_{k−1}ᵀ / ‖s_{k−1}‖² over the live steps and
+        H_0 = −γ I, so v H = −γ v E_{n−1} ⋯ E_1, applied left to right
+        (one read of the stored steps; the SHINE estimate of the backward
+        pass, Ramzi et al., ICLR 2022)."""
+        sq = _diagonal(self.gram)
+        v = v.to(self.gram.dtype)
+        for k in range(self.n - 1, 0, -1):
+            live = (sq[:, k - 1] > 0) & (sq[:, k] > 0)
+            coef = (v * self.steps.step(k)).sum(1) / torch.where(
+                live, sq[:, k - 1], 1.)
+            v = v + (coef * live)[:, None] * self.steps.step(k - 1)
+        return -self.gamma[:, None] * v
+
     def _set_gram(self, gram, n, dots, sq):
         """Gram matrix with row and column n set to (dots, sq) and the
         entries past n of that row and column zero (no in-place write)."""

@@ -56,6 +56,10 @@ class SolverStats:
         rel_trace_scales (Tensor, optional): (B, T+1, S) relative residual
             of each of S segments of the state (e.g. the scales of an MDEQ),
             recorded when the solver is given ``scales``.
+        inverse (Callable, optional): v ↦ v H for (B, D) row vectors v, with
+            H the solver's estimate of the inverse Jacobian of
+            g(z) = f(z) − z at its last iterate (Broyden only; it holds the
+            solver's memory: consumers drop it, set to None, once used).
     """
     abs_trace: Tensor
     rel_trace: Tensor
@@ -66,6 +70,8 @@ class SolverStats:
     reason: Tensor
     fz: Optional[Tensor] = field(default=None, repr=False)
     rel_trace_scales: Optional[Tensor] = field(default=None, repr=False)
+    inverse: Optional[Callable[[Tensor], Tensor]] = field(default=None,
+                                                          repr=False)
 
     @property
     def reasons(self) -> List[str]:
@@ -100,6 +106,10 @@ class _Method:
     def observe(self, z: Tensor, fz: Tensor, g: Tensor, ok: Tensor) -> None:
         """Record the newly evaluated state; ``ok`` marks rows that moved
         (the others kept their previous values)."""
+
+    # a method with an inverse-Jacobian estimate defines
+    # inverse(v) -> v H (see SolverStats.inverse)
+    inverse = None
 
 
 def _norm(x: Tensor) -> Tensor:
@@ -263,5 +273,6 @@ def _iterate(f: Callable[[Tensor], Tensor],
         rel_lowest=best.rel,
         reason=reason,
         fz=best.fz,
-        rel_trace_scales=torch.stack(scale_trace, 1) if scales else None)
+        rel_trace_scales=torch.stack(scale_trace, 1) if scales else None,
+        inverse=method.inverse)
     return best.z, stats

@@ -1,0 +1,121 @@
+# Copyright (c) mdeq_mm authors. All rights reserved.
+"""Warm starts (z_init / warm_start) and the fixed-point correction,
+against the cold solve and closed forms."""
+import pytest
+import torch
+
+from mdeq_mm.models import MDEQ
+from mdeq_mm.ops import ImplicitLayer
+from mdeq_mm.ops.solvers import broyden
+
+TIGHT = dict(max_iter=60, tol=1e-6, stop_mode='rel')
+
+
+def tiny(**kw):
+    """A tiny MDEQ whose f is contractive: the random init's is not (its
+    solve stalls at a relative residual of ~0.4); with the output
+    GroupNorms' gains scaled by 0.1 (and a positive bias, so that the
+    final ReLUs are active) Broyden reaches 1e-6 in ~25 evaluations."""
+    torch.manual_seed(0)
+    model = MDEQ('tiny', solver_cfg=dict(TIGHT), **kw).eval()
+    with torch.no_grad():
+        for mod in model.deq_layer.post_fuse_layers.modules():
+            if isinstance(mod, torch.nn.GroupNorm):
+                mod.weight.mul_(0.1)
+                mod.bias.add_(0.5)
+    return model
+
+
+def test_starting_at_the_fixed_point_needs_one_evaluation():
+    model = tiny()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        cold = model(x)
+        z_star = model.last_state
+        assert model.last_stats.forward.nfev.min() > 5
+        warm = model(x, z_init=z_star)
+    assert model.last_start == 'given'
+    assert model.last_stats.forward.nfev.tolist() == [1, 1]
+    for a, b in zip(warm, cold):
+        torch.testing.assert_close(a, b)
+
+
+def test_warm_start_on_a_moved_input_saves_evaluations_at_equal_residual():
+    model = tiny()
+    x = torch.randn(1, 3, 16, 16)
+    x2 = torch.roll(x, 1, dims=3) + 0.05 * torch.randn_like(x)
+    with torch.no_grad():
+        model(x)
+        cold = model(x2)
+        n_cold = int(model.last_stats.forward.nfev)
+        model(x)
+        model.warm_start = True
+        warm = model(x2)
+    assert model.last_start == 'warm'
+    n_warm = int(model.last_stats.forward.nfev)
+    assert n_warm < n_cold
+    assert float(model.last_stats.forward.rel_lowest) < TIGHT['tol']
+    # both are the fixed point to tolerance
+    for a, b in zip(warm, cold):
+        assert (a - b).norm() / b.norm() < 1e-4
+
+
+def test_warm_start_with_another_size_starts_cold_and_bad_z_init_raises():
+    model = tiny()
+    model.warm_start = True
+    with torch.no_grad():
+        model(torch.randn(1, 3, 16, 16))
+        model(torch.randn(1, 3, 16, 32))
+        assert model.last_start == 'cold'
+        with pytest.raises(ValueError, match='z_init must hold one map per'):
+            model(torch.randn(1, 3, 16, 16),
+                  z_init=[torch.zeros(1, 24, 8, 8)] * 2)
+
+
+def linear(dim=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(dim, dim, generator=g, dtype=torch.float64)
+    A = 0.8 * A / torch.linalg.matrix_norm(A, 2)
+    x = torch.randn(2, dim, generator=g, dtype=torch.float64)
+    return A, x
+
+
+@pytest.mark.parametrize('tau', [1.0, 0.5])
+def test_correction_states_are_damped_steps_from_the_solver_iterates(tau):
+    A, x = linear()
+    A_p, x_p = A.clone().requires_grad_(), x.clone().requires_grad_()
+    cfg = dict(max_iter=6, tol=0., stop_mode='rel')
+    layer = ImplicitLayer('broyden', cfg, grad='phantom',
+                          correction=dict(n_states=3, tau=tau))
+    (z, ), stats = layer(lambda z: [z[0] @ A_p.T + x_p], [torch.zeros_like(x)])
+    # the iterates the solver visits, recorded independently
+    seen = []
+
+    def f(z):
+        seen.append(z.clone())
+        return z @ A.T + x
+    broyden(f, torch.zeros_like(x), **cfg)
+    assert len(stats.corrections) == 2
+    w = torch.linspace(-1, 1, x.numel(), dtype=x.dtype).view_as(x)
+    for (c, ), k in zip(stats.corrections, (2, 4)):  # round(i * 6 / 3)
+        zk = seen[k]
+        torch.testing.assert_close(c, (1 - tau) * zk + tau * (zk @ A.T + x))
+        gx, gA = torch.autograd.grad((c * w).sum(), (x_p, A_p),
+                                     retain_graph=True)
+        # phantom gradient: z_k is detached, d/dx = tau w, d/dA = tau wᵀz_k
+        torch.testing.assert_close(gx, tau * w)
+        torch.testing.assert_close(gA, tau * w.T @ zk)
+    assert stats.nfev_tracked == 1 + 2
+
+
+def test_correction_is_off_without_grad_and_validated():
+    A, x = linear()
+    layer = ImplicitLayer('broyden', dict(max_iter=6, tol=0.),
+                          correction=dict(n_states=2))
+    with torch.no_grad():
+        _, stats = layer(lambda z: [z[0] @ A.T + x], [torch.zeros_like(x)])
+    assert stats.corrections is None
+    with pytest.raises(ValueError, match='n_states >= 2'):
+        ImplicitLayer(correction=dict(n_states=1))
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['states'\]"):
+        ImplicitLayer(correction=dict(states=2))
