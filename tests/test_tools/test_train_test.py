@@ -232,8 +232,8 @@ def test_tta_for_both_tasks(cls_run, data, tmp_path):
     assert 'SegTTAModel' in dumped
 
 
-def test_compiled_training_with_shine_and_fixed_point_correction(data,
-                                                                tmp_path):
+def test_compiled_training_with_shine_and_fixed_point_correction(
+        data, tmp_path):
     """mmengine's ``compile`` (torch.compile of train_step; dynamo + AOT
     autograd with the eager backend here, inductor's C++ build would take
     minutes on CPU) trains the implicit model with the SHINE backward and
