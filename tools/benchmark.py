@@ -12,8 +12,8 @@ evaluations (forward and backward in training, forward at inference), peak
 memory,
 and, for the MDEQs, video inference cold vs warm-started on demo
 ``leftImg8bit_sequence`` snippets (f evaluations per frame to relative
-residual 1e-3, mIoU on the annotated frames). Runs are resumable (finished
-trainings are reused).
+residual 1e-2, mIoU on the annotated frames). Runs are resumable (finished
+trainings and measured recipes are reused).
 
 ``--suite f`` times MDEQ-Small's f_θ and its VJP eager, with channels_last
 tensors and compiled (inductor), with their errors against eager.
@@ -46,6 +46,7 @@ the whole pipeline; its numbers mean nothing).
 """
 import argparse
 import inspect
+import json
 import os
 import os.path as osp
 
@@ -272,6 +273,9 @@ RECIPES = [
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CITY = 'data/demo/cityscapes'
 SEQUENCE = 'data/demo/cityscapes_sequence'
+# relative residual the video solves stop at: the recipes' models reach
+# ~5e-2 at their training budgets; at 1e-3 none converges in 28 evaluations
+SEQUENCE_TOL = 1e-2
 
 
 def time_recipe(config, checkpoint, data_root, device, kind, repeat):
@@ -353,9 +357,9 @@ def sequence_rows(config, checkpoint, data_root, cfg_options):
     from analysis.sequence import main as sequence
     out = osp.join(ROOT, 'work_dirs/benchmarks/recipes/sequence_' +
                    osp.splitext(osp.basename(config))[0] + '.png')
-    return sequence([config, checkpoint, '--data-root', data_root,
-                     '--out', out] + (['--cfg-options'] + cfg_options
-                                      if cfg_options else []))
+    extra = ['--cfg-options'] + cfg_options if cfg_options else []
+    return sequence([config, checkpoint, '--data-root', data_root, '--tol',
+                     str(SEQUENCE_TOL), '--out', out] + extra)
 
 
 def run_recipes(args):
@@ -374,6 +378,12 @@ def run_recipes(args):
     rows = []
     for name, config in RECIPES:
         wd = osp.join(args.out_dir, osp.splitext(osp.basename(config))[0])
+        cached = osp.join(ROOT, wd + '_row.json')
+        if osp.isfile(cached) and not args.quick:  # measured before
+            with open(cached) as f:
+                rows.append(json.load(f))
+            print(f'  {name}: measured before, reusing {cached}')
+            continue
         train(config, wd, opts)
         row = summarize(name, config, wd)
         ckpt = final_checkpoint(osp.join(ROOT, config), wd) \
@@ -389,6 +399,8 @@ def run_recipes(args):
             row['sequence'] = [{k: v for k, v in r.items()
                                 if k != 'nfev_trace'} for r in seq]
         rows.append(row)
+        with open(cached, 'w') as f:
+            json.dump(row, f, indent=1)
         print(f"  {name}: mIoU {row['mIoU']}, train step "
               f"{row['train_time_s']:.2f} s, 1024x2048 inference "
               f"{row['infer_time_s']:.2f} s", flush=True)
@@ -421,7 +433,7 @@ def print_recipes(rows):
               f" | {_nfev(r, 'infer_fwd_nfev')} | {r['train_peak_mb']:.0f} "
               f"| {r['infer_peak_mb']:.0f} |")
     print('\n### Video inference, cold vs warm start (demo snippets, '
-          'relative residual 1e-3, at most 28 f evaluations)\n')
+          'relative residual 1e-2, at most 28 f evaluations)\n')
     print('| model | f evals / frame cold | warm | warm / cold | mIoU cold |'
           ' mIoU warm |\n|---|---|---|---|---|---|')
     for r in rows:
@@ -549,7 +561,6 @@ def run_f(args):
               f"{base['vjp_s'] / r['vjp_s']:.2f} | {r['compile_s']:.0f} | "
               f"{r['f_max_rel_err']:.1e} / {r['vjp_max_rel_err']:.1e} |")
     path = osp.join(args.out_dir, 'f.json')
-    import json
     os.makedirs(args.out_dir, exist_ok=True)
     with open(path, 'w') as fh:
         json.dump(rows, fh, indent=1)
