@@ -271,6 +271,18 @@ def colour_map(ids: np.ndarray) -> np.ndarray:
     return lut[ids]
 
 
+def write_gtfine(root: str, split: str, city: str, name: str,
+                 ids: np.ndarray) -> None:
+    """``gtFine/{split}/<city>/<name>_gtFine_{labelIds,instanceIds,color}
+    .png`` of a label-id map, as the download has them."""
+    folder = osp.join(root, 'gtFine', split, city)
+    os.makedirs(folder, exist_ok=True)
+    stem = osp.join(folder, name)
+    cv2.imwrite(stem + LABEL_IDS, ids)
+    cv2.imwrite(stem + '_gtFine_instanceIds.png', instance_ids(ids))
+    cv2.imwrite(stem + '_gtFine_color.png', colour_map(ids))
+
+
 def make_frame(rng, size: Tuple[int, int] = (64, 128)):
     """One frame as the download has it: (BGR image, label-id map)."""
     img, train_ids = make_scene(rng, size)
@@ -296,12 +308,7 @@ def write_cityscapes(root: str,
             folder = osp.join(root, 'leftImg8bit', split, city)
             os.makedirs(folder, exist_ok=True)
             cv2.imwrite(osp.join(folder, name + IMG_SUFFIX), img)
-            folder = osp.join(root, 'gtFine', split, city)
-            os.makedirs(folder, exist_ok=True)
-            stem = osp.join(folder, name)
-            cv2.imwrite(stem + LABEL_IDS, ids)
-            cv2.imwrite(stem + '_gtFine_instanceIds.png', instance_ids(ids))
-            cv2.imwrite(stem + '_gtFine_color.png', colour_map(ids))
+            write_gtfine(root, split, city, name, ids)
     return root
 
 
@@ -451,10 +458,5 @@ def write_cityscapes_sequence(root: str,
             cv2.imwrite(osp.join(folder, name + IMG_SUFFIX), img)
             if t != annotated:
                 continue
-            folder = osp.join(root, 'gtFine', split, city)
-            os.makedirs(folder, exist_ok=True)
-            stem = osp.join(folder, name)
-            cv2.imwrite(stem + LABEL_IDS, ids)
-            cv2.imwrite(stem + '_gtFine_instanceIds.png', instance_ids(ids))
-            cv2.imwrite(stem + '_gtFine_color.png', colour_map(ids))
+            write_gtfine(root, split, city, name, ids)
     return root
