@@ -25,7 +25,8 @@ from typing import Any, Dict, Iterable, List, Optional, Union
 import torch
 from torch import nn
 
-from mdeq_mm.ops.solvers import SOLVERS, check_solver_cfg, solver_options
+from mdeq_mm.ops.solvers import (SOLVERS, check_solver_cfg, solver_default,
+                                 solver_options)
 
 PACKAGE = osp.dirname(osp.abspath(__file__))
 _CHECKOUT = osp.dirname(PACKAGE)
@@ -270,13 +271,9 @@ def solver_settings(mdeq: nn.Module, phase: str = 'eval') -> Dict:
     'train'): ``dict(solver, solver_cfg, budget, dtype)`` with the budget
     in f evaluations (``max_iter + 1``, the solver's default ``max_iter``
     when the config sets none)."""
-    import inspect
     layer = mdeq.deq
     cfg = _phase_cfg(layer, phase)
-    max_iter = cfg.get('max_iter')
-    if max_iter is None:
-        sig = inspect.signature(SOLVERS[layer.solver])
-        max_iter = sig.parameters['max_iter'].default
+    max_iter = cfg.get('max_iter', solver_default(layer.solver, 'max_iter'))
     return dict(solver=layer.solver, solver_cfg=cfg, budget=max_iter + 1,
                 dtype='float64' if layer.solver_dtype else 'float32')
 

@@ -38,8 +38,8 @@ from typing import (Callable, Dict, List, Mapping, Optional, Sequence,
 import torch
 from torch import Tensor
 
-from .solvers import (CONVERGED, SolverStats, check_solver_cfg, get_solver,
-                      solve)
+from .solvers import (CONVERGED, SolverStats, check_solver_cfg, solve,
+                      solver_default)
 from .validation import check_keys
 
 GRAD_MODES = ('ift', 'phantom', 'unrolled')
@@ -240,8 +240,6 @@ class ImplicitLayer:
         check_solver_cfg(solver, self.solver_cfg)
         if self.eval_solver_cfg is not None:
             check_solver_cfg(solver, self.eval_solver_cfg)
-        self._inverse = None  # the last forward Broyden's estimate
-        self._recorded: List[Tensor] = []  # iterates for the correction
         self.set_grad(grad, grad_cfg)
         # trace the residual of every scale in every solver iteration
         # (forward and backward); for analysis, costs two passes per step
@@ -341,11 +339,13 @@ class ImplicitLayer:
 
         track = torch.is_grad_enabled()
         extra = dict(scales=packer.sizes) if self.trace_scales else {}
+        # forward iterates for the fixed-point correction (tracked only)
+        recorded = [] if track and self.correction is not None else None
         z_star, stats = self._solve(f_flat, packer, packer.pack(z0, dtype),
                                     track if training is None else training,
-                                    extra)
-        if not track or self.grad != 'ift':
-            self._inverse = None  # only the 'ift' backward uses it
+                                    extra, recorded)
+        # the forward Broyden's estimate: only the 'ift' backward uses it
+        inverse, stats.forward.inverse = stats.forward.inverse, None
         if not track:
             stats.mode = 'solve'
             z = packer.unpack(z_star)
@@ -354,62 +354,59 @@ class ImplicitLayer:
             z = self._phantom(f, packer.unpack(z_star.to(state_dtype)),
                               stats)
         else:
-            z = packer.unpack(self._ift(f_flat, z_star, stats, extra))
-        if track and self._recorded:
-            self._corrections(f, packer, state_dtype, stats)
-        self._recorded = []
+            z = packer.unpack(self._ift(f_flat, z_star, stats, extra,
+                                        inverse))
+        if recorded:
+            self._corrections(f, packer, state_dtype, stats, recorded)
         return [t.to(z0[i].dtype) for i, t in enumerate(z)], stats
 
     def _solve(self, f_flat, packer: StatePacker, z0: Tensor, training: bool,
-               extra: dict) -> Tuple[Tensor, DEQStats]:
+               extra: dict, recorded: Optional[List[Tensor]] = None
+               ) -> Tuple[Tensor, DEQStats]:
         """The forward solve without a graph (training or evaluation
         options), with its statistics and the per-scale residuals."""
         cfg = self.solver_cfg
         if not training and self.eval_solver_cfg is not None:
             cfg = self.eval_solver_cfg
-        self._recorded = []
-        if self.correction is not None and torch.is_grad_enabled():
-            f_flat = self._recording(f_flat, cfg)
+        if recorded is not None:
+            f_flat = self._recording(f_flat, cfg, recorded)
         with torch.no_grad():
             z_star, fstats = solve(self.solver, f_flat, z0, **cfg, **extra)
             fz = fstats.fz
             fstats.fz = None
-            self._inverse, fstats.inverse = fstats.inverse, None
             per_scale = packer.per_scale_norm(fz - z_star) / (
                 packer.per_scale_norm(fz) + 1e-9)
         return z_star, DEQStats(self.grad, forward=fstats,
                                 rel_residual_per_scale=per_scale)
 
-    def _recording(self, f_flat, cfg: dict):
-        """f_flat that keeps the iterates it is called at whose index is
-        one of the correction's (the solvers evaluate f once per iterate,
-        in order: call k is at z_k)."""
-        import inspect
-        max_iter = cfg.get('max_iter', inspect.signature(
-            get_solver(self.solver)).parameters['max_iter'].default)
+    def _recording(self, f_flat, cfg: dict, recorded: List[Tensor]):
+        """f_flat that appends to ``recorded`` the iterates it is called at
+        whose index is one of the correction's (the solvers evaluate f once
+        per iterate, in order: call k is at z_k)."""
+        max_iter = cfg.get('max_iter', solver_default(self.solver,
+                                                      'max_iter'))
         n = self.correction['n_states']
         wanted = {round(i * max_iter / n) for i in range(1, n)} - {0}
         calls = [0]
 
         def f_rec(z):
             if calls[0] in wanted:
-                self._recorded.append(z.detach())
+                recorded.append(z.detach())
             calls[0] += 1
             return f_flat(z)
         return f_rec
 
     def _corrections(self, f, packer: StatePacker, state_dtype,
-                     stats: DEQStats) -> None:
+                     stats: DEQStats, recorded: List[Tensor]) -> None:
         """The tracked damped step from each recorded iterate."""
         tau = self.correction['tau']
         out = []
-        for z in self._recorded:
+        for z in recorded:
             zs = packer.unpack(z.to(state_dtype))
             fz = f(zs)
             out.append(list(fz) if tau == 1 else
                        [(1 - tau) * a + tau * b for a, b in zip(zs, fz)])
             stats.nfev_tracked += 1
-        self._recorded = []
         stats.corrections = out
 
     def _phantom(self, f, z: List[Tensor], stats: DEQStats) -> List[Tensor]:
@@ -422,8 +419,8 @@ class ImplicitLayer:
         stats.nfev_tracked = k
         return list(z)
 
-    def _ift(self, f_flat, z_star: Tensor, stats: DEQStats,
-             extra: dict) -> Tensor:
+    def _ift(self, f_flat, z_star: Tensor, stats: DEQStats, extra: dict,
+             inverse: Optional[Callable[[Tensor], Tensor]] = None) -> Tensor:
         """One tracked application; the adjoint solve happens in backward
         on the graph of this application."""
         z_star = z_star.requires_grad_()
@@ -433,8 +430,8 @@ class ImplicitLayer:
             return torch.autograd.grad(
                 z_plus, z_star, w, retain_graph=True)[0]
 
-        inverse = self._inverse if self.grad_cfg['init'] == 'shine' else None
-        self._inverse = None
+        if self.grad_cfg['init'] != 'shine':
+            inverse = None
         z_out = _AdjointSolve.apply(z_plus, vjp, self.grad_cfg['solver'],
                                     dict(self.grad_cfg['solver_cfg'],
                                          **extra), stats, inverse)

@@ -390,12 +390,14 @@ class MDEQ(BaseModule):
         """The initial state: ``z_init`` (checked), the last state (warm
         start), or zeros."""
         z0 = self.initial_state(inj)
-        if z_init is None and self.warm_start and self.last_state is not None \
+        warm = (z_init is None and self.warm_start
+                and self.last_state is not None
                 and [t.shape for t in self.last_state] == [t.shape
-                                                           for t in z0]:
-            self.last_start = 'warm'
-            return [t.to(z0[0].dtype) for t in self.last_state]
-        self.last_start = 'cold' if z_init is None else 'given'
+                                                           for t in z0])
+        if warm:
+            z_init = self.last_state
+        self.last_start = 'warm' if warm else 'cold' if z_init is None \
+            else 'given'
         if z_init is None:
             return z0
         if len(z_init) != len(z0) or any(

@@ -31,11 +31,12 @@ from .fixed_point import fixed_point
 from .loop import (CONVERGED, DIVERGED, MAX_ITER, NON_FINITE, REASONS,
                    STOP_MODES, SolverStats, is_static, static_graph)
 from .registry import (SOLVERS, check_solver_cfg, get_solver,
-                       register_solver, solve, solver_options)
+                       register_solver, solve, solver_default,
+                       solver_options)
 
 __all__ = [
     'anderson', 'broyden', 'fixed_point', 'CONVERGED', 'DIVERGED',
     'MAX_ITER', 'NON_FINITE', 'REASONS', 'STOP_MODES', 'SolverStats',
     'is_static', 'static_graph', 'SOLVERS', 'check_solver_cfg', 'get_solver',
-    'register_solver', 'solve', 'solver_options'
+    'register_solver', 'solve', 'solver_default', 'solver_options'
 ]

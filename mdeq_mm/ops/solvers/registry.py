@@ -30,6 +30,11 @@ def solver_options(name: str) -> Tuple[str, ...]:
                  if p.kind == p.KEYWORD_ONLY)
 
 
+def solver_default(name: str, option: str):
+    """The default value of one option of a registered solver."""
+    return inspect.signature(get_solver(name)).parameters[option].default
+
+
 def get_solver(name: str) -> Callable:
     if name not in SOLVERS:
         raise KeyError(f'unknown solver {name!r}; valid solvers: '
