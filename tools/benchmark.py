@@ -280,13 +280,11 @@ SEQUENCE_TOL = 1e-2
 
 def time_recipe(config, checkpoint, data_root, device, kind, repeat):
     """One recipe's training step (a batch of the demo training data,
-    implicit phase) or inference at 1024x2048 (a demo validation image
-    resized), in this fresh process: median time, peak memory and the f
-    evaluations of the step."""
-    import cv2
-    from mmengine.dataset import pseudo_collate
-    from mmengine.registry import DefaultScope
-    from mmengine.runner import Runner
+    implicit phase; the mean of 6) or inference at 1024x2048 (a
+    preprocessed demo validation image resized; the median of ``repeat``),
+    in this fresh process: time, peak memory and the f evaluations."""
+    import torch.nn.functional as F
+    from analysis._common import data_batch
 
     from mdeq_mm.apis import find_mdeqs, init_model
     torch.manual_seed(0)
@@ -294,42 +292,33 @@ def time_recipe(config, checkpoint, data_root, device, kind, repeat):
             for d in ('train_dataloader', 'val_dataloader')}
     model = init_model(config, checkpoint, device, cfg_options=opts)
     mdeq = (find_mdeqs(model) or [None])[0]
-    with DefaultScope.overwrite_default_scope('mmseg'):
-        loader = dict(model.cfg.train_dataloader if kind == 'train' else
-                      model.cfg.val_dataloader)
-        loader.update(num_workers=0, persistent_workers=False)
-        dataset = Runner.build_dataloader(loader).dataset
-        bsz = loader['batch_size'] if kind == 'train' else 1
-        items = [dataset[i] for i in range(bsz)]
     if kind == 'train':
-        data = model.data_preprocessor(pseudo_collate(items), True)
+        inputs, samples = data_batch(
+            model.cfg, model, 'mmseg', model.cfg.train_dataloader.batch_size,
+            split='train', training=True)
         model.train()
 
         def step():
-            losses = model(**data, mode='loss')
+            losses = model(inputs, samples, mode='loss')
             loss = sum(v for k, v in losses.items() if 'loss' in k)
             loss.backward()
             model.zero_grad(set_to_none=True)
     else:
-        img = items[0]['inputs'].permute(1, 2, 0).numpy()
-        big = cv2.resize(img, (2048, 1024), interpolation=cv2.INTER_LINEAR)
-        items[0]['inputs'] = torch.from_numpy(big).permute(2, 0, 1)
-        items[0]['data_samples'].set_metainfo(dict(
-            img_shape=(1024, 2048), ori_shape=(1024, 2048)))
-        data = model.data_preprocessor(pseudo_collate(items), False)
+        inputs, _ = data_batch(model.cfg, model, 'mmseg', 1)
+        inputs = F.interpolate(inputs, size=(1024, 2048), mode='bilinear')
         model.eval()
 
         def step():
             with torch.no_grad():
-                model(data['inputs'], mode='tensor')
+                model(inputs, mode='tensor')
 
     with PeakMemory(device) as mem:
         step()  # warm-up (lazy initialisation), not timed
         if kind == 'train':  # the mean: a Jacobian loss runs on some steps
-            median = sum(timed(step, device) for _ in range(6)) / 6
+            seconds = sum(timed(step, device) for _ in range(6)) / 6
         else:
-            median = timed(step, device, repeat)
-    out = dict(time_s=median, peak_mb=mem.delta / 2**20)
+            seconds = timed(step, device, repeat)
+    out = dict(time_s=seconds, peak_mb=mem.delta / 2**20)
     if mdeq is not None:
         st = mdeq.last_stats
         out['fwd_nfev'] = float(st.forward.nfev.float().mean())

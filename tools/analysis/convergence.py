@@ -17,7 +17,7 @@ import argparse
 
 import torch
 
-from _common import build_model, val_batch
+from _common import build_model, data_batch
 
 SOLVERS = ('broyden', 'anderson', 'fixed_point')
 
@@ -66,7 +66,7 @@ def main(argv=None):
     from mdeq_mm.engine.profiling import save_results
     cfg = load_config(args.config, args.cfg_options)
     model, scope = build_model(cfg, args.checkpoint)
-    inputs, samples = val_batch(cfg, model, scope, args.images)
+    inputs, samples = data_batch(cfg, model, scope, args.images)
     runs = [(s, s, None) for s in SOLVERS] + [
         (f"broyden (history {h or 'all'})", 'broyden', dict(history=h))
         for h in args.broyden_history]

@@ -20,21 +20,16 @@ import numpy as np
 
 
 def miou(preds, labels, num_classes: int = 19, ignore: int = 255) -> float:
-    """mIoU in percent over the classes present in the predictions or the
-    labels (mmseg's IoUMetric: intersection / union summed over images,
-    classes with an empty union left out)."""
-    inter = np.zeros(num_classes)
-    union = np.zeros(num_classes)
-    for pred, label in zip(preds, labels):
-        keep = label != ignore
-        p, t = pred[keep], label[keep]
-        inter += np.bincount(p[p == t], minlength=num_classes)[:num_classes]
-        area_p = np.bincount(p, minlength=num_classes)[:num_classes]
-        area_t = np.bincount(t, minlength=num_classes)[:num_classes]
-        union += area_p + area_t - np.bincount(
-            p[p == t], minlength=num_classes)[:num_classes]
-    valid = union > 0
-    return float(100 * np.mean(inter[valid] / union[valid]))
+    """mIoU in percent, as mmseg's IoUMetric computes it (areas summed over
+    images; classes with an empty union left out)."""
+    import torch
+    from mmseg.evaluation.metrics import IoUMetric
+    areas = [IoUMetric.intersect_and_union(
+        torch.from_numpy(p), torch.from_numpy(t), num_classes, ignore)
+        for p, t in zip(preds, labels)]
+    totals = [sum(a[k] for a in areas) for k in range(4)]
+    iou = IoUMetric.total_area_to_metrics(*totals, ['mIoU'])['IoU']
+    return float(100 * np.nanmean(iou))
 
 
 def compare(model, snippets, num_classes: int = 19):
