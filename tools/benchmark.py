@@ -151,12 +151,9 @@ def batch(task, bsz, size, device):
     return x, samples
 
 
-def run_case(task, model, mode, size, bsz, device, kind, max_iter, repeat):
-    """One measurement in this (fresh) process."""
-    torch.manual_seed(0)
-    net = build(task, model, mode, max_iter).to(device)
-    x, samples = batch(task, bsz, size, device)
-    history_mb = 0.0
+def make_step(net, kind, x, samples):
+    """One training step (forward, loss, backward; the model in train mode)
+    or one inference forward without grad (eval mode), as a callable."""
     if kind == 'train':
         net.train()
 
@@ -171,6 +168,16 @@ def run_case(task, model, mode, size, bsz, device, kind, max_iter, repeat):
         def step():
             with torch.no_grad():
                 net(x, mode='tensor')
+    return step
+
+
+def run_case(task, model, mode, size, bsz, device, kind, max_iter, repeat):
+    """One measurement in this (fresh) process."""
+    torch.manual_seed(0)
+    net = build(task, model, mode, max_iter).to(device)
+    x, samples = batch(task, bsz, size, device)
+    history_mb = 0.0
+    step = make_step(net, kind, x, samples)
 
     # the peak is taken from before the first step: on CPU, memory freed by
     # a step stays in the process and would hide the next step's peak
@@ -296,21 +303,10 @@ def time_recipe(config, checkpoint, data_root, device, kind, repeat):
         inputs, samples = data_batch(
             model.cfg, model, 'mmseg', model.cfg.train_dataloader.batch_size,
             split='train', training=True)
-        model.train()
-
-        def step():
-            losses = model(inputs, samples, mode='loss')
-            loss = sum(v for k, v in losses.items() if 'loss' in k)
-            loss.backward()
-            model.zero_grad(set_to_none=True)
     else:
-        inputs, _ = data_batch(model.cfg, model, 'mmseg', 1)
+        inputs, samples = data_batch(model.cfg, model, 'mmseg', 1)
         inputs = F.interpolate(inputs, size=(1024, 2048), mode='bilinear')
-        model.eval()
-
-        def step():
-            with torch.no_grad():
-                model(inputs, mode='tensor')
+    step = make_step(model, kind, inputs, samples)
 
     with PeakMemory(device) as mem:
         step()  # warm-up (lazy initialisation), not timed
