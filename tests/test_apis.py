@@ -202,3 +202,56 @@ def test_sequence_tool_reports_cold_and_warm(snippet_root, tmp_path):
     assert [r['start'] for r in rows] == ['cold', 'warm']
     assert rows[1]['nfev_per_frame'] < rows[0]['nfev_per_frame']
     assert rows[0]['annotated'] == 1 and rows[0]['mIoU'] is not None
+
+
+def test_sequence_tool_fixed_budgets_against_the_reference(snippet_root,
+                                                           tmp_path):
+    import json
+
+    from tests.helpers import run_tool
+    from mdeq_mm.datasets import convert_cityscapes
+    convert_cityscapes(snippet_root)
+    model = demo_segmentor()
+    ckpt = str(tmp_path / 'model.pth')
+    torch.save(dict(state_dict=model.state_dict()), ckpt)
+    out = run_tool('analysis/sequence', DEMO_SEG, ckpt, '--data-root',
+                   snippet_root, '--budgets', '6', '1', '2', '--out',
+                   tmp_path / 'seq.png')
+    assert 'at equal mIoU (within 1 of' in out
+    result = json.load(open(tmp_path / 'seq.json'))
+    at = {(r['start'], r['budget']): r for r in result['rows']}
+    assert sorted(at) == [(s, b) for s in ('cold', 'warm') for b in (1, 2, 6)]
+    # the reference agrees with itself; every frame got exactly b evaluations
+    assert at['cold', 6]['agreement'] == 100.
+    for (_, b), r in at.items():
+        assert r['nfev_per_frame'] == b and r['frames'] == 5
+    # one evaluation cold returns z = 0 (residual 1); warm, f carried on
+    assert at['cold', 1]['rel_residual'] == pytest.approx(1.)
+    assert at['warm', 1]['rel_residual'] < 0.5
+    assert at['warm', 1]['agreement'] > at['cold', 1]['agreement']
+    eq = result['equal_mIoU']
+    assert eq['reference_mIoU'] == at['cold', 6]['mIoU']
+    assert eq['saving'] == eq['cold'] / eq['warm']
+
+
+def test_equal_miou_budget_is_where_every_larger_budget_is_within_margin():
+    import sys
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    from analysis.sequence import equal_miou_budgets
+
+    def rows(start, mious):
+        return [dict(start=start, budget=b, mIoU=m)
+                for b, m in zip((1, 2, 4, 8, 16), mious)]
+    # cold: within 1 of 50 from 8 on; warm: 2 is within, 4 is not (noise
+    # at one budget must not count), so from 8 on as well
+    cold = rows('cold', [5, 40, 48, 49.5, 50])
+    r = cold + rows('warm', [30, 49.5, 48.8, 49.2, 50.1])
+    eq = equal_miou_budgets(r)
+    assert (eq['cold'], eq['warm'], eq['saving']) == (8, 8, 1.)
+    r = cold + rows('warm', [30, 49.5, 49.1, 49.2, 50.1])
+    eq = equal_miou_budgets(r, margin=1.)
+    assert (eq['cold'], eq['warm'], eq['saving']) == (8, 2, 4.)
+    assert equal_miou_budgets(r, margin=3.)['cold'] == 4
+    for x in r:
+        x['mIoU'] = None
+    assert equal_miou_budgets(r) is None

@@ -9,11 +9,15 @@ the segmentation demo data with the same schedule, and reports side by
 side: mIoU at equal iterations, the training step (s / iteration, batch 4
 64x128, implicit phase, mean of 6), inference s / image at 1024x2048, f
 evaluations (forward and backward in training, forward at inference), peak
-memory,
-and, for the MDEQs, video inference cold vs warm-started on demo
-``leftImg8bit_sequence`` snippets (f evaluations per frame to relative
-residual 1e-2, mIoU on the annotated frames). Runs are resumable (finished
-trainings and measured recipes are reused).
+memory. Runs are resumable (finished trainings and measured recipes are
+reused).
+
+``--suite video`` runs every MDEQ recipe (trained as by ``recipes``, in the
+same work dirs) on demo ``leftImg8bit_sequence`` snippets cold vs
+warm-started (tools/analysis/sequence.py): f evaluations per frame to
+relative residual 1e-2, and with fixed budgets the fewest f evaluations
+per frame at equal mIoU (within 1 of cold at 28) with the pixel agreement
+with that reference on every frame.
 
 ``--suite f`` times MDEQ-Small's f_θ and its VJP eager, with channels_last
 tensors and compiled (inductor), with their errors against eager.
@@ -38,11 +42,11 @@ process's peak RSS; torch's allocator on CUDA):
 Prints markdown tables, writes ``benchmark.json`` and ``benchmark.png``.
 
 Usage:
-    python tools/benchmark.py [--suite models|recipes] [--device cpu]
-        [--out-dir DIR] [--quick] [--cfg-options k=v ...]
+    python tools/benchmark.py [--suite models|recipes|video|f]
+        [--device cpu] [--out-dir DIR] [--quick] [--cfg-options k=v ...]
 
-``--quick`` with ``recipes`` trains 12 iterations per recipe (a smoke run of
-the whole pipeline; its numbers mean nothing).
+``--quick`` with ``recipes`` or ``video`` trains 12 iterations per recipe
+(a smoke run of the whole pipeline; its numbers mean nothing).
 """
 import argparse
 import inspect
@@ -279,10 +283,13 @@ RECIPES = [
 ]
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CITY = 'data/demo/cityscapes'
-SEQUENCE = 'data/demo/cityscapes_sequence'
+SEQUENCE = 'data/demo/cityscapes_video'
 # relative residual the video solves stop at: the recipes' models reach
 # ~5e-2 at their training budgets; at 1e-3 none converges in 28 evaluations
 SEQUENCE_TOL = 1e-2
+# f evaluations per frame swept with fixed budgets; the largest (the
+# tolerance runs' budget too) gives the reference
+SEQUENCE_BUDGETS = (1, 2, 3, 4, 6, 8, 12, 16, 28)
 
 
 def time_recipe(config, checkpoint, data_root, device, kind, repeat):
@@ -333,59 +340,60 @@ def prepare_demo_data():
         write_cityscapes(osp.join(ROOT, CITY))
         convert_cityscapes(osp.join(ROOT, CITY))
     if not osp.isdir(osp.join(ROOT, SEQUENCE, 'gtFine')):
-        write_cityscapes_sequence(osp.join(ROOT, SEQUENCE), n_seq=2,
+        write_cityscapes_sequence(osp.join(ROOT, SEQUENCE), n_seq=4,
                                   n_frames=20)
 
 
-def sequence_rows(config, checkpoint, data_root, cfg_options):
-    """Cold vs warm video inference (tools/analysis/sequence.py)."""
-    from analysis.sequence import main as sequence
-    out = osp.join(ROOT, 'work_dirs/benchmarks/recipes/sequence_' +
-                   osp.splitext(osp.basename(config))[0] + '.png')
-    extra = ['--cfg-options'] + cfg_options if cfg_options else []
-    return sequence([config, checkpoint, '--data-root', data_root, '--tol',
-                     str(SEQUENCE_TOL), '--out', out] + extra)
+def train_recipe(config, out_dir, quick, cfg_options):
+    """Train one recipe on the demo data (reused when done before):
+    its work dir and final checkpoint."""
+    from ablate import train
+    from tool_utils import final_checkpoint
+    opts = [f'{d}.dataset.data_root={CITY}'
+            for d in ('train_dataloader', 'val_dataloader',
+                      'test_dataloader')] + list(cfg_options)
+    if quick:
+        opts += ['train_cfg.max_iters=12', 'train_cfg.val_interval=12',
+                 'default_hooks.checkpoint.interval=12',
+                 'param_scheduler.0.end=12']
+    wd = osp.join(out_dir, osp.splitext(osp.basename(config))[0])
+    train(config, wd, opts)
+    ckpt = osp.join(wd, 'iter_12.pth') if quick else final_checkpoint(
+        osp.join(ROOT, config), wd)
+    return wd, ckpt
+
+
+def _cached(path, quick):
+    """A row measured before (None in a quick run or when absent)."""
+    if quick or not osp.isfile(path):
+        return None
+    with open(path) as f:
+        print(f'  measured before, reusing {path}')
+        return json.load(f)
 
 
 def run_recipes(args):
     """Train, time and compare every recipe (see the module docstring)."""
-    from ablate import summarize, train
-    from tool_utils import final_checkpoint
+    from ablate import summarize
     prepare_demo_data()
-    opts = [f'{d}.dataset.data_root={CITY}'
-            for d in ('train_dataloader', 'val_dataloader',
-                      'test_dataloader')] + list(args.cfg_options)
-    if args.quick:
-        opts += ['train_cfg.max_iters=12', 'train_cfg.val_interval=12',
-                 'default_hooks.checkpoint.interval=12',
-                 'param_scheduler.0.end=12']
     os.makedirs(osp.join(ROOT, args.out_dir), exist_ok=True)
     rows = []
     for name, config in RECIPES:
-        wd = osp.join(args.out_dir, osp.splitext(osp.basename(config))[0])
-        cached = osp.join(ROOT, wd + '_row.json')
-        if osp.isfile(cached) and not args.quick:  # measured before
-            with open(cached) as f:
-                rows.append(json.load(f))
-            print(f'  {name}: measured before, reusing {cached}')
-            continue
-        train(config, wd, opts)
-        row = summarize(name, config, wd)
-        ckpt = final_checkpoint(osp.join(ROOT, config), wd) \
-            if not args.quick else osp.join(wd, 'iter_12.pth')
-        for kind in ('train', 'infer'):
-            r = run_isolated(time_recipe, config=config, checkpoint=ckpt,
-                             data_root=CITY, device=args.device, kind=kind,
-                             repeat=args.repeat)
-            row.update({f'{kind}_{k}': v for k, v in r.items()})
-        if name.startswith('MDEQ'):
-            print(f'  {name}: video inference cold vs warm', flush=True)
-            seq = sequence_rows(config, ckpt, SEQUENCE, None)
-            row['sequence'] = [{k: v for k, v in r.items()
-                                if k != 'nfev_trace'} for r in seq]
+        cached = osp.join(ROOT, args.out_dir, osp.splitext(
+            osp.basename(config))[0] + '_row.json')
+        row = _cached(cached, args.quick)
+        if row is None:
+            wd, ckpt = train_recipe(config, args.out_dir, args.quick,
+                                    args.cfg_options)
+            row = summarize(name, config, wd)
+            for kind in ('train', 'infer'):
+                r = run_isolated(time_recipe, config=config, checkpoint=ckpt,
+                                 data_root=CITY, device=args.device,
+                                 kind=kind, repeat=args.repeat)
+                row.update({f'{kind}_{k}': v for k, v in r.items()})
+            with open(cached, 'w') as f:
+                json.dump(row, f, indent=1)
         rows.append(row)
-        with open(cached, 'w') as f:
-            json.dump(row, f, indent=1)
         print(f"  {name}: mIoU {row['mIoU']}, train step "
               f"{row['train_time_s']:.2f} s, 1024x2048 inference "
               f"{row['infer_time_s']:.2f} s", flush=True)
@@ -393,6 +401,90 @@ def run_recipes(args):
     png = osp.join(args.out_dir, 'recipes.png')
     print(f'\nwrote {save_results(rows, png, plot_recipes)} and {png}')
     return rows
+
+
+def run_video(args):
+    """Every MDEQ recipe (trained as by ``--suite recipes``, in the same
+    work dirs) on the demo snippets, cold vs warm, in both protocols of
+    tools/analysis/sequence.py."""
+    from analysis.sequence import main as sequence
+    prepare_demo_data()
+    train_dir = osp.join(osp.dirname(args.out_dir), 'recipes')
+    rows = []
+    for name, config in RECIPES[1:]:
+        stem = osp.splitext(osp.basename(config))[0]
+        cached = osp.join(ROOT, args.out_dir, stem + '_video.json')
+        row = _cached(cached, args.quick)
+        if row is None:
+            _, ckpt = train_recipe(config, train_dir, args.quick,
+                                   args.cfg_options)
+            print(f'  {name}: video inference cold vs warm', flush=True)
+            out = osp.join(ROOT, args.out_dir, stem)
+            common = [config, ckpt, '--data-root', SEQUENCE]
+            tol = sequence(common + ['--tol', str(SEQUENCE_TOL), '--budget',
+                                     str(max(SEQUENCE_BUDGETS)),
+                                     '--out', out + '_tol.png'])
+            fixed = sequence(common + ['--budgets'] + [
+                str(b) for b in SEQUENCE_BUDGETS] + ['--out',
+                                                     out + '_budgets.png'])
+            row = dict(name=name, tolerance=[
+                {k: v for k, v in r.items() if k != 'nfev_trace'}
+                for r in tol], **fixed)
+            with open(cached, 'w') as f:
+                json.dump(row, f, indent=1)
+        rows.append(row)
+    print_video(rows)
+    png = osp.join(args.out_dir, 'video.png')
+    print(f'\nwrote {save_results(rows, png, plot_video)} and {png}')
+    return rows
+
+
+def print_video(rows):
+    print('\n### Video inference, cold vs warm start (demo snippets)\n')
+    print(f'To tolerance: relative residual {SEQUENCE_TOL:g}, at most '
+          f'{max(SEQUENCE_BUDGETS)} f evaluations. Fixed budgets: every '
+          f'frame gets b of {SEQUENCE_BUDGETS}; equal mIoU: within 1 of the '
+          f'reference, cold at {max(SEQUENCE_BUDGETS)}; agreement: pixels '
+          'of all frames predicted as the reference does.\n')
+    print('| model | to tol.: f evals / frame cold | warm | warm / cold | '
+          'reference mIoU | equal mIoU: f evals / frame cold | warm | '
+          'fewer (x) | mIoU cold | mIoU warm | agreement cold (%) | '
+          'agreement warm (%) |\n|' + '---|' * 12)
+    for r in rows:
+        cold, warm = r['tolerance']
+        eq = r['equal_mIoU']
+        at = {(x['start'], x['budget']): x for x in r['rows']}
+        c, w = at['cold', eq['cold']], at['warm', eq['warm']]
+        print(f"| {r['name']} | {cold['nfev_per_frame']:.1f} | "
+              f"{warm['nfev_per_frame']:.1f} | "
+              f"{warm['nfev_per_frame'] / cold['nfev_per_frame']:.2f} | "
+              f"{eq['reference_mIoU']:.2f} | {eq['cold']} | {eq['warm']} | "
+              f"{eq['saving']:.2f} | {c['mIoU']:.2f} | {w['mIoU']:.2f} | "
+              f"{c['agreement']:.1f} | {w['agreement']:.1f} |")
+
+
+def plot_video(rows, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    for r in rows:
+        name = r['name'].replace('MDEQ-Small ', '')
+        for start, style in (('cold', '--'), ('warm', '-')):
+            mine = [x for x in r['rows'] if x['start'] == start]
+            b = [x['budget'] for x in mine]
+            line, = axes[0].plot(b, [x['mIoU'] for x in mine], style,
+                                 marker='o', label=f'{name} {start}')
+            axes[1].plot(b, [x['agreement'] for x in mine], style,
+                         marker='o', color=line.get_color())
+    axes[0].set_ylabel('mIoU (annotated frames)')
+    axes[1].set_ylabel('agreement with the reference (%)')
+    for ax in axes:
+        ax.set_xlabel('f evaluations per frame')
+        ax.set_xscale('log', base=2)
+    axes[0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 def _nfev(r, key):
@@ -417,18 +509,6 @@ def print_recipes(rows):
               f"{_nfev(r, 'train_fwd_nfev')} / {_nfev(r, 'train_bwd_nfev')}"
               f" | {_nfev(r, 'infer_fwd_nfev')} | {r['train_peak_mb']:.0f} "
               f"| {r['infer_peak_mb']:.0f} |")
-    print('\n### Video inference, cold vs warm start (demo snippets, '
-          'relative residual 1e-2, at most 28 f evaluations)\n')
-    print('| model | f evals / frame cold | warm | warm / cold | mIoU cold |'
-          ' mIoU warm |\n|---|---|---|---|---|---|')
-    for r in rows:
-        if 'sequence' not in r:
-            continue
-        cold, warm = r['sequence']
-        print(f"| {r['name']} | {cold['nfev_per_frame']:.1f} | "
-              f"{warm['nfev_per_frame']:.1f} | "
-              f"{warm['nfev_per_frame'] / cold['nfev_per_frame']:.2f} | "
-              f"{cold['mIoU']:.2f} | {warm['mIoU']:.2f} |")
     ok = [r for r in rows[1:] if r['mIoU'] is not None and
           base['mIoU'] is not None and r['mIoU'] >= base['mIoU'] - 1]
     print('\n### Targets\n')
@@ -442,11 +522,7 @@ def print_recipes(rows):
           f"{best['train_time_s'] / base['train_time_s']:.2f}x, inference "
           f"{best['infer_time_s'] / base['infer_time_s']:.2f}x (target <= 2.0"
           ' for both)')
-    cold, warm = best['sequence']
-    saving = cold['nfev_per_frame'] / warm['nfev_per_frame']
-    print(f'- its warm starts: {saving:.2f}x fewer f evaluations per '
-          "frame (target >= 2), mIoU "
-          f"{warm['mIoU']:.2f} warm vs {cold['mIoU']:.2f} cold")
+    print('- warm starts: `--suite video`')
 
 
 def plot_recipes(rows, path):
@@ -555,7 +631,8 @@ def run_f(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--suite', choices=['models', 'recipes', 'f'],
+    parser.add_argument('--suite',
+                        choices=['models', 'recipes', 'video', 'f'],
                         default='models')
     parser.add_argument('--device', default='cuda' if
                         torch.cuda.is_available() else 'cpu')
@@ -571,6 +648,8 @@ def main():
     args.out_dir = args.out_dir or f'work_dirs/benchmarks/{args.suite}'
     if args.suite == 'recipes':
         return run_recipes(args)
+    if args.suite == 'video':
+        return run_video(args)
     if args.suite == 'f':
         return run_f(args)
     rows = []

@@ -109,6 +109,9 @@ class DEQStats:
             with ``correction``): per recorded solver iterate z_k, the
             tracked damped step (1 − tau) z_k + tau f(z_k), a list like the
             state, earliest first.
+        next_state (list | None): f(z*) at the returned state z*, a list
+            like the state, without grad (grad mode off only): one step
+            past z*, the warm start MDEQ keeps for the next frame.
     """
     mode: str
     forward: Optional[SolverStats] = None
@@ -118,6 +121,7 @@ class DEQStats:
     nfev_tracked: int = 0
     jac_frobenius: Optional[Tensor] = None
     corrections: Optional[List[List[Tensor]]] = None
+    next_state: Optional[List[Tensor]] = None
 
     def summary(self) -> Dict[str, float]:
         """Scalars for logging (host syncs; call after backward)."""
@@ -349,6 +353,8 @@ class ImplicitLayer:
         if not track:
             stats.mode = 'solve'
             z = packer.unpack(z_star)
+            stats.next_state = [t.to(z0[i].dtype) for i, t in
+                                enumerate(packer.unpack(stats.next_state))]
         elif self.grad == 'phantom':
             # f takes the state's dtype (the solver's may be float64)
             z = self._phantom(f, packer.unpack(z_star.to(state_dtype)),
@@ -356,6 +362,8 @@ class ImplicitLayer:
         else:
             z = packer.unpack(self._ift(f_flat, z_star, stats, extra,
                                         inverse))
+        if track:  # f(z*) is kept for warm starts in evaluation only
+            stats.next_state = None
         if recorded:
             self._corrections(f, packer, state_dtype, stats, recorded)
         return [t.to(z0[i].dtype) for i, t in enumerate(z)], stats
@@ -377,7 +385,8 @@ class ImplicitLayer:
             per_scale = packer.per_scale_norm(fz - z_star) / (
                 packer.per_scale_norm(fz) + 1e-9)
         return z_star, DEQStats(self.grad, forward=fstats,
-                                rel_residual_per_scale=per_scale)
+                                rel_residual_per_scale=per_scale,
+                                next_state=fz)
 
     def _recording(self, f_flat, cfg: dict, recorded: List[Tensor]):
         """f_flat that appends to ``recorded`` the iterates it is called at

@@ -60,6 +60,44 @@ def test_warm_start_on_a_moved_input_saves_evaluations_at_equal_residual():
         assert (a - b).norm() / b.norm() < 1e-4
 
 
+def test_next_state_is_f_at_the_returned_state_without_grad_only():
+    A, x = linear()
+    layer = ImplicitLayer('broyden', dict(max_iter=3, tol=0.))
+
+    def f(z):
+        return [z[0] @ A.T + x]
+    with torch.no_grad():
+        (z, ), stats = layer(f, [torch.zeros_like(x)])
+    torch.testing.assert_close(stats.next_state[0], f([z])[0])
+    assert not torch.allclose(stats.next_state[0], z)  # not converged
+    _, stats = layer(f, [torch.zeros_like(x).requires_grad_()])
+    assert stats.next_state is None
+
+
+def test_one_evaluation_per_frame_warm_tracks_the_fixed_point():
+    """With a budget of 1 the solve returns its start; the warm state is
+    f(start), so frame after frame z_t = f(z_t-1) contracts to the fixed
+    point (the cold solve, and a warm start from z* itself, stand still)."""
+    model = tiny()
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        ref = model(x)  # the fixed point to 1e-6
+        model.deq.solver_cfg = dict(max_iter=0, tol=0.)
+        cold = model(x)
+        model.warm_start, model.last_state = True, None
+        errors = []
+        for _ in range(8):
+            out = model(x)
+            errors.append(float(sum((a - b).norm() for a, b in
+                                    zip(out, ref)) / sum(b.norm()
+                                                         for b in ref)))
+            assert model.last_stats.forward.nfev.tolist() == [1]
+    assert errors[0] == pytest.approx(1.0)  # the first frame: z = 0
+    assert all(b < 0.8 * a for a, b in zip(errors[1:], errors[2:]))
+    assert errors[-1] < 0.05
+    assert all(float(c.abs().max()) == 0 for c in cold)
+
+
 def test_warm_start_with_another_size_starts_cold_and_bad_z_init_raises():
     model = tiny()
     model.warm_start = True

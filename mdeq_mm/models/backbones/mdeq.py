@@ -227,7 +227,8 @@ class MDEQ(BaseModule):
         self.unrolled = ImplicitLayer(
             grad='unrolled', grad_cfg=dict(depth=unrolled_depth))
         self.last_stats: Optional[DEQStats] = None
-        # the (detached, padded-size) state of the last forward, and whether
+        # the (detached, padded-size) state of the last forward (f(z*)
+        # without grad, else z*), and whether
         # the next forward starts from it when its shapes match (warm start
         # across video frames; see mdeq_mm.apis.segment_sequence)
         self.last_state: Optional[List[Tensor]] = None
@@ -433,7 +434,11 @@ class MDEQ(BaseModule):
         finally:
             self.deq_layer.clear()
         self.last_stats = stats
-        self.last_state = [t.detach() for t in z]
+        # f(z*) when the solve kept it (no grad): one step closer to the
+        # fixed point than z*, for free (video: with 1 f evaluation per
+        # frame, z_t = f_t(z_t-1) tracks the fixed point instead of
+        # standing at z = 0)
+        self.last_state = [t.detach() for t in stats.next_state or z]
         states = stats.corrections or []
         self.corrections = [self._crop(zc, h, w) for zc in states]
         n = len(states) + 1
