@@ -350,11 +350,16 @@ class ImplicitLayer:
                                     extra, recorded)
         # the forward Broyden's estimate: only the 'ift' backward uses it
         inverse, stats.forward.inverse = stats.forward.inverse, None
+        # f(z*): only warm starts without grad use it (freed before a
+        # tracked pass, as it was)
+        fz, stats.forward.fz = stats.forward.fz, None
+        if not track:
+            stats.next_state = [t.to(a.dtype)
+                                for t, a in zip(packer.unpack(fz), z0)]
+        del fz
         if not track:
             stats.mode = 'solve'
             z = packer.unpack(z_star)
-            stats.next_state = [t.to(z0[i].dtype) for i, t in
-                                enumerate(packer.unpack(stats.next_state))]
         elif self.grad == 'phantom':
             # f takes the state's dtype (the solver's may be float64)
             z = self._phantom(f, packer.unpack(z_star.to(state_dtype)),
@@ -362,8 +367,6 @@ class ImplicitLayer:
         else:
             z = packer.unpack(self._ift(f_flat, z_star, stats, extra,
                                         inverse))
-        if track:  # f(z*) is kept for warm starts in evaluation only
-            stats.next_state = None
         if recorded:
             self._corrections(f, packer, state_dtype, stats, recorded)
         return [t.to(z0[i].dtype) for i, t in enumerate(z)], stats
@@ -381,12 +384,10 @@ class ImplicitLayer:
         with torch.no_grad():
             z_star, fstats = solve(self.solver, f_flat, z0, **cfg, **extra)
             fz = fstats.fz
-            fstats.fz = None
             per_scale = packer.per_scale_norm(fz - z_star) / (
                 packer.per_scale_norm(fz) + 1e-9)
         return z_star, DEQStats(self.grad, forward=fstats,
-                                rel_residual_per_scale=per_scale,
-                                next_state=fz)
+                                rel_residual_per_scale=per_scale)
 
     def _recording(self, f_flat, cfg: dict, recorded: List[Tensor]):
         """f_flat that appends to ``recorded`` the iterates it is called at

@@ -186,21 +186,19 @@ def plot(rows, path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    swept = 'budget' in rows[0]  # fixed budgets: mIoU against the budget
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for start in ('cold', 'warm'):
-        if 'budget' in rows[0]:  # the sweep: mIoU against the budget
-            mine = [r for r in rows if r['start'] == start]
+        mine = [r for r in rows if r['start'] == start]
+        if swept:
             ax.plot([r['budget'] for r in mine],
                     [r['mIoU'] or 0 for r in mine], 'o-', label=start)
         else:
-            ax.plot(next(r for r in rows if r['start'] == start)[
-                'nfev_trace'], 'o-', label=start)
-    if 'budget' in rows[0]:
-        ax.set_xlabel('f evaluations per frame')
-        ax.set_ylabel('mIoU (annotated frames)')
-    else:
-        ax.set_xlabel('frame of the first snippet')
-        ax.set_ylabel('f evaluations to tolerance')
+            ax.plot(mine[0]['nfev_trace'], 'o-', label=start)
+    ax.set_xlabel('f evaluations per frame' if swept else
+                  'frame of the first snippet')
+    ax.set_ylabel('mIoU (annotated frames)' if swept else
+                  'f evaluations to tolerance')
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
