@@ -24,7 +24,7 @@ road, gradients and clouds in the sky), and objects overlap.
 """
 import os
 import os.path as osp
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -416,7 +416,7 @@ def write_cifar10(root: str, n_per_batch: int = 8, seed: int = 2) -> str:
 def write_cityscapes_sequence(root: str,
                               n_seq: int = 4,
                               n_frames: int = 30,
-                              annotated: int = 19,
+                              annotated: Union[int, Sequence[int]] = 19,
                               size: Tuple[int, int] = (64, 128),
                               pan: int = 2,
                               split: str = 'val',
@@ -427,7 +427,9 @@ def write_cityscapes_sequence(root: str,
     ``leftImg8bit_sequence/{split}/<city>/<city>_<seq>_<frame>_leftImg8bit
     .png``: ``n_frames`` consecutive frame numbers per snippet, of which the
     ``annotated``-th (the 20th, as in the download) has its
-    ``gtFine/{split}/<city>/<city>_<seq>_<frame>_gtFine_*.png``. The frame
+    ``gtFine/{split}/<city>/<city>_<seq>_<frame>_gtFine_*.png``; a sequence
+    of indices annotates several frames of each snippet (denser than the
+    download, for steadier video mIoU on few snippets). The frame
     numbers do not start at 0 (as in the download, where snippet
     ``frankfurt_000000`` holds frames 000275-000304 around the annotated
     000294). Moving content: the camera pans ``pan`` pixels per frame over
@@ -437,6 +439,10 @@ def write_cityscapes_sequence(root: str,
     Returns:
         str: ``root``.
     """
+    annotated = {annotated} if isinstance(annotated, int) else set(annotated)
+    if not annotated <= set(range(n_frames)):
+        raise ValueError(f'annotated frames {sorted(annotated)} are not all '
+                         f'among the {n_frames} frames of a snippet')
     rng = np.random.default_rng(seed)
     h, w = size
     city = 'frankfurt' if split == 'val' else 'aachen'
@@ -456,7 +462,6 @@ def write_cityscapes_sequence(root: str,
             folder = osp.join(root, 'leftImg8bit_sequence', split, city)
             os.makedirs(folder, exist_ok=True)
             cv2.imwrite(osp.join(folder, name + IMG_SUFFIX), img)
-            if t != annotated:
-                continue
-            write_gtfine(root, split, city, name, ids)
+            if t in annotated:
+                write_gtfine(root, split, city, name, ids)
     return root

@@ -79,3 +79,23 @@ def test_missing_or_misnamed_frames_raise_clear_errors(tmp_path):
                 np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(ValueError, match='<seq:6 digits>'):
         cityscapes_sequences(str(tmp_path))
+
+
+def test_several_annotated_frames_per_snippet_are_all_found(tmp_path):
+    """Denser than the download (the benchmark's demo video): each listed
+    frame gets its label, matching the frame's own content."""
+    root = str(tmp_path)
+    write_cityscapes_sequence(root, n_seq=1, n_frames=8, annotated=(1, 5, 7),
+                              pan=4)
+    snip = cityscapes_sequences(root)[0]
+    assert snip.annotated == [1, 5, 7]
+    for k, label in zip(snip.annotated, snip.labels):
+        stem = osp.basename(snip.frames[k])[:-len('_leftImg8bit.png')]
+        assert osp.basename(label) == stem + '_gtFine_labelIds.png'
+    # each label is its own frame's: frames 5 and 7 differ by a 8 px pan
+    a, b = (read_train_ids(p) for p in snip.labels[1:])
+    inner = (slice(8, 40), slice(10, 100))  # above the hood, off borders
+    assert (a != b)[inner].mean() > 0.02
+    assert (b[:, :-8] != a[:, 8:])[inner].mean() < 0.2 * (a != b)[inner].mean()
+    with pytest.raises(ValueError, match='among the 8 frames'):
+        write_cityscapes_sequence(root, n_seq=1, n_frames=8, annotated=8)
