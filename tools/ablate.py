@@ -85,6 +85,7 @@ def train(config, work_dir, opts):
     if opts:
         cmd += ['--cfg-options'] + opts
     print(f"  training {config} -> {work_dir}", flush=True)
+    os.makedirs(osp.dirname(osp.join(ROOT, work_dir)), exist_ok=True)
     with open(osp.join(ROOT, work_dir + '.log'), 'w') as log:
         subprocess.run(cmd, cwd=ROOT, check=True, stdout=log,
                        stderr=subprocess.STDOUT)
