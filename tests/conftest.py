@@ -11,7 +11,8 @@
 * ``cifar10``: CIFAR-10's python pickle batches.
 
 Tests marked ``slow`` run real tool processes; ``pytest -m 'not slow'``
-skips them for a quick local run.
+skips them for a quick local run. Tests marked ``cuda`` need a CUDA GPU and
+skip without one (``pytest -m cuda`` runs just them; tools/gpu_check.py).
 """
 import pytest
 
@@ -22,6 +23,18 @@ from tests.helpers import cityscapes_train_ids
 def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'slow: runs tool subprocesses (skip: -m "not slow")')
+    config.addinivalue_line(
+        'markers', 'cuda: needs a CUDA GPU (skipped without one)')
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason='needs a CUDA GPU')
+    for item in items:
+        if 'cuda' in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope='session')

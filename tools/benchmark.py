@@ -61,6 +61,7 @@ import torch
 from mdeq_mm.engine.profiling import (PeakMemory, run_isolated, save_results,
                                       timed)
 from mdeq_mm.ops.solvers import broyden
+from tool_utils import make_step, random_batch
 
 # steps the forward Broyden solve stores: min(max_iter + 1, its history)
 HISTORY = inspect.signature(broyden).parameters['history'].default
@@ -137,51 +138,11 @@ def build(task, model, mode, max_iter):
         return MODELS.build(cfg)
 
 
-def batch(task, bsz, size, device):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(bsz, 3, *size, generator=g).to(device)
-    if task == 'seg':
-        from mmengine.structures import PixelData
-        from mmseg.structures import SegDataSample
-        samples = []
-        for _ in range(bsz):
-            s = SegDataSample()
-            s.gt_sem_seg = PixelData(data=torch.randint(
-                0, 19, (1, *size), generator=g).to(device))
-            s.set_metainfo(dict(img_shape=size, ori_shape=size,
-                                pad_shape=size))
-            samples.append(s)
-    else:
-        from mmpretrain.structures import DataSample
-        samples = [DataSample().set_gt_label(i) for i in range(bsz)]
-    return x, samples
-
-
-def make_step(net, kind, x, samples):
-    """One training step (forward, loss, backward; the model in train mode)
-    or one inference forward without grad (eval mode), as a callable."""
-    if kind == 'train':
-        net.train()
-
-        def step():
-            losses = net(x, samples, mode='loss')
-            loss = sum(v for k, v in losses.items() if 'loss' in k)
-            loss.backward()
-            net.zero_grad(set_to_none=True)
-    else:
-        net.eval()
-
-        def step():
-            with torch.no_grad():
-                net(x, mode='tensor')
-    return step
-
-
 def run_case(task, model, mode, size, bsz, device, kind, max_iter, repeat):
     """One measurement in this (fresh) process."""
     torch.manual_seed(0)
     net = build(task, model, mode, max_iter).to(device)
-    x, samples = batch(task, bsz, size, device)
+    x, samples = random_batch(task, bsz, size, device)
     history_mb = 0.0
     step = make_step(net, kind, x, samples)
 

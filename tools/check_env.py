@@ -103,15 +103,28 @@ def _specifier_contains(spec, version):
     return SpecifierSet(spec).contains(version, prereleases=True)
 
 
+# distributions that provide another's modules: a host's headless OpenCV
+# serves mmcv and mmengine, which require opencv-python
+PROVIDED_BY = {
+    'opencv-python': ('opencv-python-headless', 'opencv-contrib-python',
+                      'opencv-contrib-python-headless')
+}
+
+
 def check_one(dist, module, spec):
-    """Check one requirement.
+    """Check one requirement (``PROVIDED_BY`` alternatives count).
 
     Returns:
         tuple[str | None, str | None]: (installed version, problem or None).
     """
-    try:
-        version = metadata.version(dist)
-    except metadata.PackageNotFoundError:
+    version = None
+    for name in (dist, ) + PROVIDED_BY.get(dist, ()):
+        try:
+            version = metadata.version(name)
+            break
+        except metadata.PackageNotFoundError:
+            pass
+    if version is None:
         return None, 'not installed'
     if spec and not _specifier_contains(spec, version):
         return version, f'version {version} does not satisfy {spec}'

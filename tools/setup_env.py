@@ -17,8 +17,26 @@ Steps (the versions are those of requirements/, the one source of pins):
   5. this package, editable, with its test extras (tests.txt)
   6. the environment check (tools/check_env.py)
 
+Offline hosts (a GPU cluster behind a firewall): fill a wheelhouse where
+the network is, for the host's Python, then install from it there:
+
+    python tools/setup_env.py --fill-wheelhouse DIR [--python-version 3.12]
+    python tools/setup_env.py --wheelhouse DIR
+
+The wheelhouse holds the OpenMMLab packages, their dependencies and the
+test tools as wheels for that Python, and the mmcv source; not the large
+compiled packages a GPU host already has (HOST_PROVIDED: torch,
+torchvision, numpy, scipy, matplotlib, opencv, Pillow, onnx, onnxruntime),
+which the install checks and names when missing. With ``--wheelhouse``
+pip never reaches for an index, the torch already installed is kept (it
+must be in requirements/torch.txt's range; a CUDA build is fine), and mmcv
+is built from the wheelhouse's source with every core and CPU ops only:
+every model here uses mmcv's CPU-side code alone (mmseg imports mmcv.ops;
+no model here runs an mmcv kernel), so the CUDA kernels are not needed.
+
 Usage:
     python tools/setup_env.py [--skip-torch] [--rebuild-mmcv]
+        [--wheelhouse DIR | --fill-wheelhouse DIR [--python-version X.Y]]
 """
 import argparse
 import glob
@@ -31,7 +49,8 @@ import tarfile
 import tempfile
 import time
 
-from check_env import pin, read_requirements, split_requirement
+from check_env import (PROVIDED_BY, pin, read_requirements,
+                       split_requirement)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TORCH_PAIR = (pin('torch'), pin('torchvision'))
@@ -45,8 +64,19 @@ MM_PACKAGES = [
     r for r in read_requirements('mminstall.txt') + _RUNTIME
     if split_requirement(r)[0] not in ('mmcv', 'setuptools')
 ]
+TEST_PACKAGES = [
+    r for r in read_requirements('tests.txt')
+    if split_requirement(r)[0] not in ('torch', 'torchvision')
+]
+# Large compiled packages a GPU host already has: a wheelhouse leaves them
+# out (and does not follow their own requirements); --wheelhouse checks them.
+HOST_PROVIDED = ('torch', 'torchvision', 'numpy', 'scipy', 'matplotlib',
+                 'opencv-python', 'pillow', 'onnx', 'onnxruntime')
+WHEELHOUSE_MB = 40
 # Subprocess checks run here so that the checkout never shadows a package.
 EMPTY_DIR = tempfile.mkdtemp(prefix='mdeq_mm_setup_')
+# the wheelhouse of an offline install (--wheelhouse), or None
+OFFLINE = {'dir': None}
 
 
 class StepError(RuntimeError):
@@ -84,6 +114,11 @@ def py(code):
 
 
 def pip(args, step, fix, **kw):
+    """``pip install ARGS``; from the wheelhouse only when offline."""
+    if OFFLINE['dir']:
+        args = ['--no-index', '--find-links', OFFLINE['dir'], *args]
+        fix = (f'{fix} Offline: the wheelhouse {OFFLINE["dir"]} lacks a '
+               'wheel; refill it with --fill-wheelhouse for this Python.')
     return run([sys.executable, '-m', 'pip', 'install', *args], step, fix,
                **kw)
 
@@ -102,18 +137,34 @@ PACKAGING = ('try:\n'
              '    from pip._vendor.packaging.version import parse\n')
 
 
-def unmet(reqs):
-    """Return the requirements of ``reqs`` that no installed dist meets."""
+def unmet(reqs, closure=False):
+    """Return the requirements of ``reqs`` that no installed dist meets;
+    with ``closure``, also those of the installed dists' own requirements,
+    transitively (markers evaluated here; extras not followed).
+    ``PROVIDED_BY`` alternatives count as the requirement met."""
     ok, out = py(PACKAGING + 'import importlib.metadata as m\n'
-                 f'for req in {list(reqs)!r}:\n'
+                 f'alt = {PROVIDED_BY!r}\n'
+                 f'todo, seen = list({list(reqs)!r}), set()\n'
+                 'while todo:\n'
+                 '    req = todo.pop(0)\n'
                  '    r = Requirement(req)\n'
-                 '    try:\n'
-                 '        v = m.version(r.name)\n'
-                 '    except m.PackageNotFoundError:\n'
-                 '        v = None\n'
+                 '    if r.marker and not r.marker.evaluate({"extra": ""}):\n'
+                 '        continue\n'
+                 '    if str(r) in seen:\n'
+                 '        continue\n'
+                 '    seen.add(str(r))\n'
+                 '    v = None\n'
+                 '    for name in (r.name, ) + alt.get(r.name.lower(), ()):\n'
+                 '        try:\n'
+                 '            v, dist = m.version(name), name\n'
+                 '            break\n'
+                 '        except m.PackageNotFoundError:\n'
+                 '            pass\n'
                  '    if v is None or not r.specifier.contains(\n'
                  '            v, prereleases=True):\n'
-                 '        print(req)\n')
+                 '        print(r.name + str(r.specifier))\n'
+                 f'    elif {closure!r}:\n'
+                 '        todo += m.requires(dist) or []\n')
     if not ok:
         raise StepError(f'checking requirements failed:\n{out}')
     return out.splitlines()
@@ -124,8 +175,22 @@ def step_torch(args):
     ok, out = py('import torch, torchvision\n'
                  'torch.ops.torchvision.nms\n'
                  'print(torch.__version__, torchvision.__version__)')
+    if ok and OFFLINE['dir']:
+        wrong = unmet(read_requirements('torch.txt'))
+        if wrong:
+            raise StepError(
+                f'step "torch" failed: the installed torch/torchvision '
+                f'({out.splitlines()[-1]}) is outside the supported range '
+                f'{wrong}.\n--- fix ---\nInstall a supported pair on the '
+                'host (an offline install never replaces torch).')
     if ok:
         return f'kept torch/torchvision {out.splitlines()[-1]}'
+    if OFFLINE['dir']:
+        raise StepError('step "torch" failed: no working torch/torchvision '
+                        f'pair ({out.splitlines()[-1] if out else "none"}); '
+                        'an offline install keeps the host\'s torch and '
+                        'never installs one.\n--- fix ---\nInstall the '
+                        'CUDA torch/torchvision pair of your cluster first.')
     if args.skip_torch:
         raise StepError('step "torch" failed: no working torch/torchvision '
                         f'pair ({out.splitlines()[-1] if out else "none"}) '
@@ -159,8 +224,9 @@ def wheel_dir(torch_ver, py_ver, cuda):
 def build_info():
     """torch version, Python tag and the CUDA variant the build will use."""
     ok, out = py('import torch, sys, shutil\n'
-                 'cuda = torch.version.cuda if (torch.cuda.is_available() '
-                 'and shutil.which("nvcc")) else None\n'
+                 f'cuda = torch.version.cuda if ({not OFFLINE["dir"]} and '
+                 'torch.cuda.is_available() and shutil.which("nvcc")) '
+                 'else None\n'
                  'print(torch.__version__, '
                  '"%d.%d" % sys.version_info[:2], cuda or "cpu")')
     if not ok:
@@ -178,18 +244,35 @@ def mmcv_ops_ok():
     return ok, out.splitlines()[-1] if out else ''
 
 
+def download_mmcv_sdist(dest, fix):
+    """Download the mmcv source distribution into ``dest``."""
+    run([
+        sys.executable, '-m', 'pip', 'download', '--no-deps', '--no-binary',
+        ':all:', '--no-build-isolation', f'mmcv=={MMCV_VERSION}', '-d', dest
+    ], 'mmcv: download source', fix)
+
+
+def mmcv_sdist(wheelhouse):
+    """The mmcv source distribution in the wheelhouse."""
+    found = glob.glob(osp.join(wheelhouse, f'mmcv-{MMCV_VERSION}.tar.gz'))
+    if not found:
+        raise StepError(f'step "mmcv" failed: no mmcv-{MMCV_VERSION}.tar.gz '
+                        f'in the wheelhouse {wheelhouse}.\n--- fix ---\n'
+                        'Refill it with --fill-wheelhouse.')
+    return found[0]
+
+
 def build_mmcv_wheel(dest, cuda):
     """Build mmcv from the PyPI source into ``dest``; return the wheel path."""
     work = tempfile.mkdtemp(prefix='mdeq_mm_mmcv_')
     fix = ('Make sure gcc/g++ (C++20), the Python headers and network '
            'access to PyPI are available; the full log is in ' + work)
     try:
-        run([
-            sys.executable, '-m', 'pip', 'download', '--no-deps',
-            '--no-binary', ':all:', '--no-build-isolation',
-            f'mmcv=={MMCV_VERSION}', '-d', work
-        ], 'mmcv: download source', fix)
-        sdist = glob.glob(osp.join(work, 'mmcv-*.tar.gz'))[0]
+        if OFFLINE['dir']:
+            sdist = mmcv_sdist(OFFLINE['dir'])
+        else:
+            download_mmcv_sdist(work, fix)
+            sdist = glob.glob(osp.join(work, 'mmcv-*.tar.gz'))[0]
         with tarfile.open(sdist) as tar:
             tar.extractall(work)
         src = osp.join(work, f'mmcv-{MMCV_VERSION}')
@@ -208,6 +291,8 @@ def build_mmcv_wheel(dest, cuda):
             os.environ,
             MMCV_WITH_OPS='1',
             FORCE_CUDA='1' if cuda != 'cpu' else '0',
+            # mmcv's setup.py builds CUDA kernels whenever torch sees a GPU
+            **({} if cuda != 'cpu' else dict(CUDA_VISIBLE_DEVICES='')),
             MAX_JOBS=str(os.cpu_count() or 1),
             CFLAGS='-g0 -O1',
             CXXFLAGS='-g0 -O1')
@@ -264,7 +349,35 @@ def step_mmcv(args):
     return f'mmcv {out}: {how}'
 
 
+def install_offline(reqs, step):
+    """Install ``reqs`` and every missing requirement of theirs from the
+    wheelhouse, one level at a time (``--no-deps``: pip's resolver would
+    not accept PROVIDED_BY alternatives); return what was installed."""
+    installed = []
+    for _ in range(20):
+        missing = unmet(reqs, closure=True)
+        if not missing:
+            return installed
+        absent = [r for r in missing if split_requirement(r)[0].lower()
+                  in HOST_PROVIDED]
+        if absent:
+            raise StepError(
+                f'step "{step}" failed: the host lacks {absent}, large '
+                'compiled packages a wheelhouse does not carry.\n--- fix '
+                '---\nInstall them on the host (its CUDA torch image, '
+                'conda or the cluster\'s wheels), or add their wheels for '
+                f'this Python to {OFFLINE["dir"]}.')
+        pip(['--no-deps', *missing], step, 'See the pip output above.')
+        installed += missing
+    raise StepError(f'step "{step}" failed: requirements still unmet after '
+                    f'20 rounds: {missing}')
+
+
 def step_mm(args):
+    if OFFLINE['dir']:
+        done = install_offline(MM_PACKAGES, 'OpenMMLab packages')
+        return ('installed from the wheelhouse: ' + ', '.join(done)
+                if done else 'already satisfied')
     missing = unmet(MM_PACKAGES)
     if not missing:
         return 'already satisfied'
@@ -289,7 +402,9 @@ def step_self(args):
         # --no-deps: the OpenMMLab stack was installed by the steps above
         pip(['--no-build-isolation', '--no-deps', '-e', ROOT], 'mdeq_mm',
             'Run from a clean checkout; see the pip output above.')
-    if missing:
+    if missing and OFFLINE['dir']:
+        missing = install_offline(missing, 'test requirements')
+    elif missing:
         pip(missing, 'test requirements', 'Check network access to PyPI.')
     return f'installed editable from {ROOT}' + (
         f' (+ {", ".join(missing)})' if missing else '')
@@ -304,6 +419,122 @@ def step_check(args):
     if out.returncode != 0:
         raise StepError(f'step "check" failed:\n{out.stdout}')
     return 'all requirements met'
+
+
+PLATFORMS = ('manylinux_2_28_x86_64', 'manylinux_2_27_x86_64',
+             'manylinux_2_17_x86_64', 'manylinux2014_x86_64',
+             'manylinux1_x86_64')
+
+
+def _packaging():
+    try:
+        from packaging.requirements import Requirement
+        from packaging.utils import parse_wheel_filename
+    except ImportError:
+        from pip._vendor.packaging.requirements import Requirement
+        from pip._vendor.packaging.utils import parse_wheel_filename
+    return Requirement, parse_wheel_filename
+
+
+def _wheel_requires(path):
+    """Requires-Dist of a wheel, read from its METADATA."""
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        meta = next(n for n in z.namelist()
+                    if n.endswith('.dist-info/METADATA'))
+        text = z.read(meta).decode('utf-8', 'replace')
+    return [line.split(':', 1)[1].strip() for line in text.splitlines()
+            if line.startswith('Requires-Dist:')]
+
+
+def fetch_sdist(name, version, dest):
+    """Download a source distribution from PyPI as it is (``pip download``
+    would build its metadata, which for mmcv needs torch), checking its
+    sha256."""
+    import hashlib
+    import json
+    import urllib.request
+    index = urllib.request.Request(
+        f'https://pypi.org/simple/{name}/',
+        headers={'Accept': 'application/vnd.pypi.simple.v1+json'})
+    want = f'{name}-{version}.tar.gz'
+    try:
+        with urllib.request.urlopen(index, timeout=60) as r:
+            sdist = next(f for f in json.load(r)['files']
+                         if f['filename'] == want)
+        with urllib.request.urlopen(sdist['url'], timeout=300) as r:
+            data = r.read()
+    except (OSError, StopIteration, KeyError, ValueError) as e:
+        raise StepError(f'downloading the {name} {version} source from PyPI '
+                        f'failed: {e!r}\n--- fix ---\nCheck network access '
+                        'to pypi.org.')
+    if hashlib.sha256(data).hexdigest() != sdist['hashes']['sha256']:
+        raise StepError(f'{want}: sha256 mismatch; retry.')
+    with open(osp.join(dest, want), 'wb') as f:
+        f.write(data)
+
+
+def fill_wheelhouse(dest, python_version):
+    """Download what ``--wheelhouse`` installs, for ``python_version`` on
+    x86-64 Linux: the OpenMMLab packages, the build tools, the test tools
+    and every requirement of theirs (one level at a time, ``--no-deps``)
+    except HOST_PROVIDED and what those require; plus the mmcv source.
+    Needs the network (PyPI); returns a summary line."""
+    Requirement, parse_wheel = _packaging()
+    os.makedirs(dest, exist_ok=True)
+    env = {'python_version': python_version,
+           'python_full_version': python_version + '.0',
+           'implementation_name': 'cpython', 'sys_platform': 'linux',
+           'platform_system': 'Linux', 'platform_machine': 'x86_64',
+           'os_name': 'posix', 'extra': ''}
+    target = ['--only-binary=:all:', '--implementation', 'cp',
+              '--python-version', python_version]
+    for plat in PLATFORMS:
+        target += ['--platform', plat]
+    have = {}  # normalised name -> (version, wheel path)
+    todo = BUILD_TOOLS + MM_PACKAGES + TEST_PACKAGES
+    while todo:
+        specs = {}
+        for req in todo:
+            r = Requirement(req)
+            name = r.name.lower().replace('_', '-')
+            if (r.marker and not r.marker.evaluate(env)) or \
+                    name in HOST_PROVIDED or name == 'mmcv':
+                continue
+            if name in have and r.specifier.contains(have[name][0], True):
+                continue
+            specs.setdefault(name, []).append(str(r.specifier))
+        if not specs:
+            break
+        wanted = {n: Requirement(n + ','.join(x for x in v if x))
+                  for n, v in specs.items()}
+        run([sys.executable, '-m', 'pip', 'download', '--no-deps', '-d',
+             dest, *target, *map(str, wanted.values())], 'fill wheelhouse',
+            'Check network access to PyPI and that every package has a '
+            f'wheel for Python {python_version} on x86-64 Linux.')
+        todo = []
+        for fname in sorted(os.listdir(dest)):
+            if not fname.endswith('.whl'):
+                continue
+            name, version = parse_wheel(fname)[:2]
+            name = str(name)
+            if name not in wanted or not wanted[name].specifier.contains(
+                    version, True) or (name in have
+                                       and have[name][0] >= version):
+                continue
+            if name in have:  # a newer spec replaced an earlier choice
+                os.remove(have[name][1])
+            have[name] = (version, osp.join(dest, fname))
+            todo += _wheel_requires(osp.join(dest, fname))
+    if not glob.glob(osp.join(dest, f'mmcv-{MMCV_VERSION}.tar.gz')):
+        fetch_sdist('mmcv', MMCV_VERSION, dest)
+    size = sum(osp.getsize(osp.join(dest, f)) for f in os.listdir(dest))
+    if size > WHEELHOUSE_MB * 2**20:
+        raise StepError(f'the wheelhouse {dest} holds {size / 2**20:.1f} MB '
+                        f'(> {WHEELHOUSE_MB} MB): a dependency brought a '
+                        'large package; add it to HOST_PROVIDED.')
+    return (f'{len(have)} wheels for Python {python_version} + the mmcv '
+            f'{MMCV_VERSION} source, {size / 2**20:.1f} MB in {dest}')
 
 
 STEPS = [
@@ -328,8 +559,31 @@ def main():
         '--rebuild-mmcv',
         action='store_true',
         help='rebuild the mmcv wheel even if a cached one exists')
+    parser.add_argument(
+        '--wheelhouse', metavar='DIR',
+        help='install offline from DIR (see --fill-wheelhouse), keeping the '
+        'installed torch; pip never reaches for an index')
+    parser.add_argument(
+        '--fill-wheelhouse', metavar='DIR',
+        help='download what --wheelhouse installs into DIR, then stop')
+    parser.add_argument(
+        '--python-version', default='%d.%d' % sys.version_info[:2],
+        help='the Python of the offline host (--fill-wheelhouse)')
     args = parser.parse_args()
     start = time.time()
+    if args.fill_wheelhouse:
+        try:
+            print(fill_wheelhouse(args.fill_wheelhouse, args.python_version))
+        except StepError as e:
+            print(f'FAILED\n{e}')
+            return 1
+        print(f'done in {time.time() - start:.0f}s')
+        return 0
+    if args.wheelhouse:
+        OFFLINE['dir'] = osp.abspath(args.wheelhouse)
+        # nothing below may reach an index, pip's build steps included
+        os.environ['PIP_NO_INDEX'] = '1'
+        os.environ['PIP_FIND_LINKS'] = OFFLINE['dir']
     for i, (name, fn) in enumerate(STEPS, 1):
         t = time.time()
         print(f'[{i}/{len(STEPS)}] {name} ...', flush=True)

@@ -97,3 +97,47 @@ def apply_tta(cfg) -> None:
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     cfg.tta_model.module = cfg.model
     cfg.model = cfg.tta_model
+
+
+def random_batch(task: str, bsz: int, size, device):
+    """A seeded random batch for timing: (images (B, 3, H, W), data
+    samples with random labels), ``task`` 'seg' (19 classes) or 'cls'."""
+    import torch
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(bsz, 3, *size, generator=g).to(device)
+    if task == 'seg':
+        from mmengine.structures import PixelData
+        from mmseg.structures import SegDataSample
+        samples = []
+        for _ in range(bsz):
+            s = SegDataSample()
+            s.gt_sem_seg = PixelData(data=torch.randint(
+                0, 19, (1, *size), generator=g).to(device))
+            s.set_metainfo(dict(img_shape=size, ori_shape=size,
+                                pad_shape=size))
+            samples.append(s)
+    else:
+        from mmpretrain.structures import DataSample
+        samples = [DataSample().set_gt_label(i) for i in range(bsz)]
+    return x, samples
+
+
+def make_step(net, kind: str, x, samples):
+    """One training step (forward, loss, backward; the model in train mode)
+    or one inference forward without grad (eval mode), as a callable."""
+    import torch
+    if kind == 'train':
+        net.train()
+
+        def step():
+            losses = net(x, samples, mode='loss')
+            loss = sum(v for k, v in losses.items() if 'loss' in k)
+            loss.backward()
+            net.zero_grad(set_to_none=True)
+    else:
+        net.eval()
+
+        def step():
+            with torch.no_grad():
+                net(x, mode='tensor')
+    return step
