@@ -24,9 +24,10 @@ its numbers mean nothing.
 
 Usage:
     python tools/gpu_check.py --out DIR [--cpu] [--small]
-        [--time-limit SECONDS] [--sections tests train ...]
+        [--time-limit SECONDS] [--sections tests train ...] [--work-dir W]
 
-Writes DIR/gpu_check.json and DIR/gpu_check.md (also printed).
+Writes DIR/gpu_check.json, DIR/gpu_check.md (also printed) and
+DIR/cuda_tests.xml; data and runs go to a temporary folder.
 """
 import argparse
 import glob
@@ -34,9 +35,11 @@ import json
 import math
 import os
 import os.path as osp
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 nan = float('nan')
@@ -318,6 +321,8 @@ def main(argv=None):
                         help='seconds; later sections are skipped')
     parser.add_argument('--sections', nargs='+', default=list(SECTIONS),
                         choices=SECTIONS)
+    parser.add_argument('--work-dir', help='data and training runs '
+                        '(default: a temporary folder, removed at the end)')
     args = parser.parse_args(argv)
     import torch
     if not args.cpu and not torch.cuda.is_available():
@@ -327,7 +332,7 @@ def main(argv=None):
     deadline = start + args.time_limit
     size = SMALL if args.small else FULL
     os.makedirs(args.out, exist_ok=True)
-    args.work = osp.join(args.out, 'work')
+    args.work = args.work_dir or tempfile.mkdtemp(prefix='gpu_check_')
     result = dict(environment=environment(args), sections={},
                   size='small' if args.small else 'full')
     for name in args.sections:
@@ -352,6 +357,8 @@ def main(argv=None):
         with open(osp.join(args.out, 'gpu_check.md'), 'w') as f:
             f.write(markdown(result))
     print(markdown(result))
+    if not args.work_dir:
+        shutil.rmtree(args.work, ignore_errors=True)
     failed = [n for n, r in result['sections'].items() if not r['ok']]
     if failed:
         print(f'FAILED: {failed} (details in {args.out}/gpu_check.json)')
