@@ -8,14 +8,17 @@
 * :func:`find_mdeqs` / :func:`find_mdeq` find the MDEQ backbones of a
   model (also inside a DDP wrapper).
 * :func:`set_solver` changes their solver, budget, tolerance and solver
-  dtype through a validated setter; :func:`solver_settings` reads them.
+  dtype through the implicit layer's validated owner of its settings;
+  :func:`solver_settings` reads them.
 * :func:`segment_sequence` segments consecutive video frames, each solve
   starting from the previous frame's fixed point (a warm start).
 
 **The budget unit is f evaluations**, everywhere in the project: a solver
 with ``max_iter=N`` evaluates f at most N + 1 times (f(z0), then once per
-iteration), so ``budget=B`` sets ``max_iter=B - 1``. The solver configs
-themselves keep ``max_iter`` (iterations), the reference's unit.
+iteration), so ``budget=B`` sets ``max_iter=B - 1``
+(:func:`mdeq_mm.ops.solvers.max_iter_for` / ``budget_of``, the one
+conversion). The solver configs themselves keep ``max_iter``
+(iterations), the reference's unit.
 """
 import copy
 import logging
@@ -25,8 +28,6 @@ from typing import Any, Dict, Iterable, List, Optional, Union
 import torch
 from torch import nn
 
-from mdeq_mm.ops.solvers import (SOLVERS, check_solver_cfg, solver_default,
-                                 solver_options)
 
 PACKAGE = osp.dirname(osp.abspath(__file__))
 _CHECKOUT = osp.dirname(PACKAGE)
@@ -36,7 +37,6 @@ CONFIG_DIRS = tuple(
     d for d in (osp.join(_CHECKOUT, 'configs') if osp.isfile(
         osp.join(_CHECKOUT, 'setup.py')) else None,
                 osp.join(PACKAGE, '.mim', 'configs')) if d)
-PHASES = ('eval', 'train', 'both')
 
 
 def config_path(name: str) -> str:
@@ -190,7 +190,8 @@ def set_solver(model: nn.Module,
                dtype: Optional[str] = None,
                phase: str = 'eval',
                options: Optional[dict] = None) -> List[Dict]:
-    """Set the forward solver of every MDEQ in ``model``, validated.
+    """Set the solver of every MDEQ in ``model`` through its implicit
+    layer's validated owner (:meth:`~mdeq_mm.ops.ImplicitLayer.set_solver`).
 
     Args:
         solver (str | None): a registered solver; None keeps the current
@@ -202,8 +203,9 @@ def set_solver(model: nn.Module,
             (a fixed graph, as ONNX export needs); None keeps it.
         dtype (str | None): the solvers' arithmetic, 'float32' or
             'float64' (f keeps the model's dtype); None keeps it.
-        phase (str): 'eval' (``eval_solver_cfg``, the default), 'train'
-            (``solver_cfg``) or 'both'.
+        phase (str): the forward solve in 'eval' (``eval_solver_cfg``, the
+            default), 'train' (``solver_cfg``) or 'both'; or the
+            'backward' solve of the 'ift' gradient.
         options (dict | None): further options of the solver (e.g.
             ``stop_mode``, Broyden's ``history``), merged over the kept
             ones; a budget or tol given above wins.
@@ -215,67 +217,30 @@ def set_solver(model: nn.Module,
 
     Raises:
         ValueError: an unknown solver, option or phase, a budget below 1,
-            or a model without an MDEQ.
+            a combination the gradient cannot use (SHINE after a
+            non-Broyden forward solve) or a model without an MDEQ.
     """
-    if solver is not None and solver not in SOLVERS:
-        raise ValueError(f'unknown solver {solver!r}; valid solvers: '
-                         f'{sorted(SOLVERS)}')
-    if budget is not None and budget < 1:
-        raise ValueError(f'a solver budget counts f evaluations and must '
-                         f'be >= 1, got {budget}')
-    if phase not in PHASES:
-        raise ValueError(f'phase must be one of {PHASES}, got {phase!r}')
+    if dtype not in (None, 'float32', 'float64'):
+        raise ValueError(f"dtype must be None, 'float32' or 'float64', got "
+                         f'{dtype!r}')
     backbones = find_mdeqs(model)
     if not backbones:
         raise ValueError(f'{type(model).__name__} has no MDEQ backbone '
                          'whose solver could be set')
-    phases = ('train', 'eval') if phase == 'both' else (phase, )
+    done = []
     for m in backbones:
-        layer = m.deq
-        name = solver or layer.solver
-        valid = solver_options(name)
-        cfgs = {}
-        for p in ('train', 'eval'):
-            old = _phase_cfg(layer, p)
-            if p not in phases:
-                if name != layer.solver:  # the other phase follows along
-                    old = {k: v for k, v in old.items() if k in valid}
-                cfgs[p] = old
-                continue
-            cfg = {k: v for k, v in old.items() if k in valid}
-            cfg.update(options or {})
-            if budget is not None:
-                cfg['max_iter'] = budget - 1
-            if tol is not None:
-                cfg['tol'] = float(tol)
-            check_solver_cfg(name, cfg)
-            cfgs[p] = cfg
-        layer.solver = name
-        layer.solver_cfg = cfgs['train']
-        if 'eval' in phases or layer.eval_solver_cfg is not None:
-            layer.eval_solver_cfg = cfgs['eval']
         if dtype is not None:
-            layer.set_solver_dtype(dtype)
-    report = 'train' if phase == 'train' else 'eval'
-    return [solver_settings(m, report) for m in backbones]
-
-
-def _phase_cfg(layer, phase: str) -> dict:
-    if phase == 'eval' and layer.eval_solver_cfg is not None:
-        return dict(layer.eval_solver_cfg)
-    return dict(layer.solver_cfg)
+            m.deq.set_solver_dtype(dtype)
+        done.append(m.deq.set_solver(phase, solver, budget, tol, options))
+    return done
 
 
 def solver_settings(mdeq: nn.Module, phase: str = 'eval') -> Dict:
-    """What an MDEQ's forward solve runs with in ``phase`` ('eval' or
-    'train'): ``dict(solver, solver_cfg, budget, dtype)`` with the budget
-    in f evaluations (``max_iter + 1``, the solver's default ``max_iter``
-    when the config sets none)."""
-    layer = mdeq.deq
-    cfg = _phase_cfg(layer, phase)
-    max_iter = cfg.get('max_iter', solver_default(layer.solver, 'max_iter'))
-    return dict(solver=layer.solver, solver_cfg=cfg, budget=max_iter + 1,
-                dtype='float64' if layer.solver_dtype else 'float32')
+    """What an MDEQ's solve runs with in ``phase`` ('eval', 'train' or
+    'backward'): ``dict(solver, solver_cfg, budget, dtype)`` with the
+    budget in f evaluations (``max_iter + 1``, the solver's default
+    ``max_iter`` when the config sets none)."""
+    return mdeq.deq.settings(phase)
 
 
 def _frame_pipeline(cfg):
@@ -326,8 +291,8 @@ def segment_sequence(model: nn.Module,
             f"has mode={test_cfg['mode']!r} (each crop would start from "
             "another crop's state); set model.test_cfg.mode='whole'")
     from_file, from_array = _frame_pipeline(model.cfg)
-    saved = mdeq.warm_start, mdeq.last_state
-    mdeq.warm_start, mdeq.last_state = warm_start, None
+    saved = mdeq.warm_start
+    mdeq.set_warm_start(warm_start)
     out = []
     try:
         for frame in frames:
@@ -338,11 +303,12 @@ def segment_sequence(model: nn.Module,
                             data_samples=[data['data_samples']])
                 with torch.no_grad():
                     result = model.test_step(data)[0]
-            stats = mdeq.last_stats.forward
+            record = mdeq.last_output
+            stats = record.stats.forward
             out.append(dict(
                 pred=result.pred_sem_seg.data[0].cpu().numpy(),
                 nfev=int(stats.nfev[0]), residual=float(stats.rel_lowest[0]),
-                warm=mdeq.last_start == 'warm'))
+                warm=record.start == 'warm'))
     finally:
-        mdeq.warm_start, mdeq.last_state = saved
+        mdeq.set_warm_start(saved)
     return out

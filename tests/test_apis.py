@@ -9,6 +9,7 @@ import torch
 from mdeq_mm.apis import (find_mdeq, find_mdeqs, init_model, set_solver,
                           solver_settings)
 from mdeq_mm.models import MDEQ
+from tests.helpers import make_contractive
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY = osp.join(ROOT, 'configs/mdeq/mdeq-tiny_2xb64_cifar10.py')
@@ -74,9 +75,77 @@ def test_phases_are_set_separately_and_validated():
     assert solver_settings(backbone)['dtype'] == 'float64'
 
 
+def test_the_backward_solve_is_set_through_the_same_owner():
+    backbone = tiny_backbone()
+    out = set_solver(backbone, 'anderson', 5, tol=0., phase='backward')[0]
+    assert out['solver'] == 'anderson' and out['budget'] == 5
+    assert backbone.deq.grad_cfg['solver'] == 'anderson'
+    assert backbone.deq.grad_cfg['solver_cfg']['max_iter'] == 4
+    assert solver_settings(backbone, 'backward') == out
+    backbone.deq.set_grad('phantom', dict(k=2))
+    with pytest.raises(ValueError, match='no backward solve'):
+        set_solver(backbone, budget=3, phase='backward')
+
+
+def test_shine_needs_broyden_forward_whatever_the_order():
+    backbone = tiny_backbone(grad_cfg=dict(init='shine'))
+    for phase in ('both', 'eval', 'train'):
+        with pytest.raises(ValueError, match="init='shine'.*use solver="
+                           "'broyden' forward"):
+            set_solver(backbone, 'anderson', phase=phase)
+    # a rejected change changes nothing
+    assert backbone.deq.solver == 'broyden'
+    plain = tiny_backbone()
+    set_solver(plain, 'anderson', phase='both')
+    with pytest.raises(ValueError, match="init='shine'"):
+        plain.deq.set_grad('ift', dict(init='shine'))
+    assert plain.deq.grad_cfg['init'] == 'zero'
+
+
+def test_settings_have_one_owner():
+    """The settings are read-only properties: tools, hooks and apis can
+    only change them through the validated owner (configure / set_solver /
+    set_grad), and nothing outside the implicit layer assigns them."""
+    import glob
+    import re
+    deq = tiny_backbone().deq
+    for name in ('solver', 'solver_cfg', 'eval_solver_cfg', 'grad',
+                 'grad_cfg', 'solver_dtype'):
+        with pytest.raises(AttributeError):
+            setattr(deq, name, getattr(deq, name))
+    deq.solver_cfg['max_iter'] = 99  # a copy: the layer is unchanged
+    assert deq.solver_cfg['max_iter'] == 6
+    writes = re.compile(r'\b_settings\s*=|\.(eval_)?solver_cfg\[[^]]+\]\s*=')
+    for path in glob.glob(osp.join(ROOT, 'mdeq_mm', '**', '*.py'),
+                          recursive=True) + glob.glob(
+                              osp.join(ROOT, 'tools', '**', '*.py'),
+                              recursive=True):
+        with open(path) as f:
+            hits = [line for line in f if writes.search(line)]
+        if path.endswith(osp.join('ops', 'implicit.py')):
+            assert len(hits) == 2, hits  # __init__ and configure
+        else:
+            assert not hits, (path, hits)
+
+
+def test_solver_option_values_are_checked_at_build():
+    for bad, match in ((dict(solver_cfg=dict(max_iter=-1)), 'max_iter'),
+                       (dict(solver_cfg=dict(stop_mode='relative')),
+                        'stop_mode'),
+                       (dict(grad_cfg=dict(solver_cfg=dict(
+                           stop_mode='relative'))), 'stop_mode'),
+                       (dict(grad_cfg=dict(solver_cfg=dict(tol=-1.))),
+                        'tol'),
+                       (dict(solver='anderson',
+                             solver_cfg=dict(beta=2.)), 'beta'),
+                       (dict(grad='phantom', grad_cfg=dict(k=0)), 'k >= 1')):
+        with pytest.raises(ValueError, match=match):
+            MDEQ('tiny', **bad)
+
+
 def test_settings_report_the_solvers_default_budget():
     backbone = tiny_backbone()
-    backbone.deq.eval_solver_cfg = dict(tol=1e-3)  # no max_iter given
+    backbone.deq.configure(eval_solver_cfg=dict(tol=1e-3))  # no max_iter
     assert solver_settings(backbone)['budget'] == 31  # broyden: 30 + 1
     assert solver_settings(backbone, 'train')['budget'] == 7
 
@@ -125,14 +194,9 @@ def snippet_root(tmp_path_factory):
 
 
 def demo_segmentor(tol=1e-4):
-    """The demo segmentor with a contractive f (random init's is not):
-    its output GroupNorms' gains scaled by 0.1, a positive bias."""
+    """The demo segmentor with a contractive f (see make_contractive)."""
     model = init_model(DEMO_SEG)
-    with torch.no_grad():
-        for mod in find_mdeq(model).deq_layer.post_fuse_layers.modules():
-            if isinstance(mod, torch.nn.GroupNorm):
-                mod.weight.mul_(0.1)
-                mod.bias.add_(0.5)
+    make_contractive(find_mdeq(model))
     set_solver(model, budget=40, tol=tol, options=dict(stop_mode='rel'))
     return model
 
@@ -179,7 +243,7 @@ def test_segment_sequence_warm_start_saves_evaluations_and_restores_state(
     for c, w in zip(cold, warm):
         assert w['residual'] < 1e-4
         assert (c['pred'] == w['pred']).mean() > 0.99
-    assert mdeq.warm_start is False and mdeq.last_state is None
+    assert mdeq.warm_start is False and mdeq.last_output is None
     model.test_cfg = dict(mode='slide', crop_size=(32, 32), stride=(16, 16))
     with pytest.raises(ValueError, match='whole-image inference'):
         segment_sequence(model, frames)

@@ -1,8 +1,8 @@
 # Ablation base: the segmentation demo (demo data, MDEQ with channels
 # 16-128, trained from scratch) shortened to 300 iterations so that a group
 # runs in minutes on CPU, without the demo's Jacobian loss (the jacobian
-# group adds it back) and with its first backward budget (8; the demo has
-# 16). Each ablation config changes one thing.
+# group adds it back) and with its first backward budget (9 f evaluations;
+# the demo has 17). Each ablation config changes one thing.
 _base_ = ['../demo/mdeq-demo_seg.py']
 model = dict(
     type='EncoderDecoder',

@@ -3,13 +3,13 @@
 # with meta/val.txt as ImageNet ships it) made by tools/demo.py, on CPU.
 # Unrolled warm-up for the first half, then implicit (Broyden) training,
 # with Jacobian regularisation (weight 0.3 on half of the iterations) and a
-# backward budget of 16: without them 57% of the backward solves of the
-# implicit phase fail and the forward residual stays at 0.08. Gradients are
-# clipped: from the stem's N(0, 0.01) init the first 20 gradients have a
-# mean norm of ~460, and their steps left the stem's weights with 3x the
-# norm that segmentation training gives them; under BatchNorm that divides
-# their effective learning rate in fine-tuning by ~9 (fine-tuned mIoU 42.6
-# instead of 51.7, see README).
+# backward budget of 17 f evaluations: without them 57% of the backward
+# solves of the implicit phase fail and the forward residual stays at
+# 0.08. Gradients are clipped: from the stem's N(0, 0.01) init the first
+# 20 gradients have a mean norm of ~460, and their steps left the stem's
+# weights with 3x the norm that segmentation training gives them; under
+# BatchNorm that divides their effective learning rate in fine-tuning by ~9
+# (fine-tuned mIoU 42.6 instead of 51.7, see README).
 _base_ = ['mmpretrain::_base_/default_runtime.py']
 custom_imports = dict(imports=['mdeq_mm'], allow_failed_imports=False)
 data_root = 'data/demo/imagenet'

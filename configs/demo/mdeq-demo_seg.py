@@ -3,8 +3,9 @@
 # train ids by tools/dataset_converters/cityscapes.py) made by
 # tools/demo.py, on CPU, from scratch. Jacobian regularisation (weight 0.1
 # on half of the iterations) keeps f contractive: without it the demo
-# model's forward solve stays at a relative residual of 0.39 at 8
-# evaluations (0.01 with it) for the same mIoU. Backward budget 16: with 8,
+# model's forward solve stays at a relative residual of 0.39 at 9
+# f evaluations (0.01 with it) for the same mIoU. Backward budget 17 f
+# evaluations: with 9,
 # the model fine-tuned from the classifier (whose f becomes less
 # contractive late in training) had 2 backward fallbacks.
 # See mdeq-demo_seg_finetune.py / _frozen.py for the transfer variants.

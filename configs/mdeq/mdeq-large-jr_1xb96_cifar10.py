@@ -1,7 +1,8 @@
 # MDEQ-Large on CIFAR-10 with Jacobian regularisation (Bai et al., ICML
 # 2021; the JR settings of the reference's cls_mdeq_LARGE_reg.yaml): the
 # Hutchinson estimate of ||J_f(z*)||_F^2 / D, weight 0.4, on 2% of the
-# training forwards, lets the Broyden budget drop from 18 / 20 to 8 / 7;
+# training forwards, lets the Broyden budgets drop from 19 / 21 f evaluations
+# (forward / backward) to 9 / 8;
 # dropout 0.22, non-affine post-fusion GroupNorm, batch 96 on one GPU,
 # 16k warm-up iterations, the Jacobian loss switched off after epoch 90
 # (90 x 521 iterations of 96 images).

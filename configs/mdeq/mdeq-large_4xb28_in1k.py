@@ -1,7 +1,8 @@
 # MDEQ-Large on ImageNet-1k: the locuslab/deq LARGE architecture (channels
 # 80-640, expansion 5; 67,063,624 parameters with this head) with the
 # locuslab/mdeq LARGE recipe: 4 GPUs x 28, weight decay 1e-4, 550k warm-up
-# iterations unrolled 4 times, Broyden 24 / 24. (locuslab/mdeq's own
+# iterations unrolled 4 times, Broyden 25 / 25 f evaluations
+# (forward / backward). (locuslab/mdeq's own
 # cls_mdeq_LARGE.yaml carries the XL architecture; see mdeq-xl.)
 _base_ = ['./mdeq-small_4xb32_in1k.py']
 model = dict(

@@ -1,6 +1,7 @@
 # MDEQ-Large on Cityscapes (reference seg_mdeq_LARGE.yaml): channels
 # 80-640, expansion 5, dropout 0.03, weight decay 3e-4, 32k warm-up
-# iterations, Broyden 26 forward / 26 backward; 55,955,859 parameters.
+# iterations, Broyden 27 f evaluations forward /
+# 27 backward; 55,955,859 parameters.
 _base_ = ['./mdeq-small_4xb3-124k_cityscapes-512x1024.py']
 model = dict(
     backbone=dict(

@@ -1,7 +1,8 @@
 # MDEQ-Large on CIFAR-10 with augmentation (reference cls_mdeq_LARGE.yaml):
 # 4 branches 32-256 without stem downsampling, dropout 0.3, head widths
 # 14-112 to 1680, Adam lr 1e-3 without weight decay, 220 epochs cosine,
-# 20k warm-up iterations unrolled 10 times, Broyden 18 / 20;
+# 20k warm-up iterations unrolled 10 times, Broyden 19 / 21 f
+# evaluations (forward / backward);
 # 11,098,398 parameters. Inputs must be multiples of 8 (32 is).
 _base_ = ['./mdeq-tiny_2xb64_cifar10.py']
 model = dict(

@@ -1,7 +1,8 @@
 # MDEQ-Small on Cityscapes, 512x1024 crops, 4 GPUs x 3 images, 124k
 # iterations (= the reference's 500 epochs), of which the first 60k train
 # the weight-tied network unrolled 3 times (the reference's warm-up), the
-# rest through the implicit layer (Broyden 27 forward / 30 backward).
+# rest through the implicit layer (Broyden 28 f evaluations forward /
+# 31 backward).
 # Deviations from locuslab/mdeq seg_mdeq_SMALL.yaml: mmseg's RandomResize
 # ratio range [0.5, 2.0] instead of [0.5, 2.1]; a relative-residual stop at
 # 1e-3 instead of the reference's practically-never-reached absolute eps

@@ -1,6 +1,7 @@
 # MDEQ-Small on ImageNet-1k (reference cls_mdeq_SMALL.yaml): 4 GPUs x 32,
 # SGD nesterov lr 0.05, weight decay 5e-5, cosine per iteration, 100 epochs,
-# 500k warm-up iterations unrolled 5 times, then Broyden 26 / 27;
+# 500k warm-up iterations unrolled 5 times, then Broyden 27 / 28 f
+# evaluations (forward / backward);
 # 16,808,936 parameters. Data: data/imagenet/train/<wnid>/*.JPEG and
 # data/imagenet/val/ either flat with meta/val.txt (as ImageNet ships it) or
 # in class folders (as the reference loads it); mmpretrain's meta/train.txt

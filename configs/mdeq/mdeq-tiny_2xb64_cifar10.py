@@ -1,8 +1,8 @@
 # MDEQ-Tiny on CIFAR-10 without augmentation (reference cls_mdeq_TINY.yaml):
 # 2 branches of 24 channels, no stem downsampling and no injection conv,
 # dropout 0.25, Adam lr 1e-3 weight decay 2.5e-6, cosine per iteration over
-# 50 epochs, 3000 warm-up iterations unrolled 10 times, Broyden 22 / 24 with
-# a relative stop; 158,986 parameters.
+# 50 epochs, 3000 warm-up iterations unrolled 10 times, Broyden 23 / 25 f
+# evaluations (forward / backward) with a relative stop; 158,986 parameters.
 _base_ = [
     'mmpretrain::_base_/datasets/cifar10_bs16.py',
     'mmpretrain::_base_/default_runtime.py',

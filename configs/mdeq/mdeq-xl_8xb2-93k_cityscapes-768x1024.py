@@ -1,6 +1,7 @@
 # MDEQ-XL on Cityscapes (reference seg_mdeq_XL.yaml): channels 88-704,
 # expansion 6, dropout 0.04, 768x1024 crops, 8 GPUs x 2 images, 500 epochs
-# = 93k iterations, 40k warm-up, Broyden 26 / 26; 79,551,755 parameters.
+# = 93k iterations, 40k warm-up, Broyden 27 / 27 f evaluations
+# (forward / backward); 79,551,755 parameters.
 _base_ = ['./mdeq-small_4xb3-124k_cityscapes-512x1024.py']
 crop_size = (768, 1024)
 model = dict(

@@ -1,6 +1,7 @@
 # MDEQ-XL on ImageNet-1k (reference cls_mdeq_XL.yaml): channels 88-704,
 # expansion 6, 8 GPUs x 24, weight decay 7e-5, 400k warm-up iterations
-# unrolled 4 times, Broyden 27 / 27; 90,463,280 parameters.
+# unrolled 4 times, Broyden 28 / 28 f
+# evaluations (forward / backward); 90,463,280 parameters.
 _base_ = ['./mdeq-small_4xb32_in1k.py']
 model = dict(
     backbone=dict(

@@ -2,8 +2,8 @@
 # street scenes, 6 classes and void), batch 4, 200 iterations from scratch,
 # the same data, schedule and head for every model. This base is MDEQ-Small
 # (the reference's Cityscapes architecture, BN instead of SyncBN) with the
-# reference's solver budgets: Broyden 27 iterations forward (28 f
-# evaluations, stop at relative residual 1e-3), 30 backward; the first 60
+# reference's solver budgets: Broyden 28 f evaluations forward (stop at
+# relative residual 1e-3), 31 backward; the first 60
 # iterations train the weight-tied network unrolled 3 times (the warm-up).
 # Run them side by side with `python tools/benchmark.py --suite recipes`.
 _base_ = ['../demo/mdeq-demo_seg.py']

@@ -1,6 +1,6 @@
 # The combined recipe: Jacobian-regularised reduced budgets (8 f
 # evaluations forward and in evaluation) with the SHINE backward refined by
-# 2 iterations.
+# 3 f evaluations (vector-Jacobian products).
 _base_ = ['./mdeq-small_jr-reduced.py']
 model = dict(
     backbone=dict(

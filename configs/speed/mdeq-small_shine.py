@@ -1,6 +1,6 @@
 # The reference's budgets, but the backward solve starts from the forward
-# Broyden's inverse-Jacobian estimate (SHINE) and refines it with 3
-# iterations instead of solving from zero with up to 30.
+# Broyden's inverse-Jacobian estimate (SHINE) and refines it with 4
+# f evaluations instead of solving from zero with up to 31.
 _base_ = ['./_base_demo.py']
 model = dict(
     backbone=dict(

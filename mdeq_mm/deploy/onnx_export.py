@@ -153,15 +153,14 @@ def export_onnx(model: nn.Module,
     except torch.onnx.errors.OnnxExporterError as e:
         saved = [m.deq.eval_solver_cfg for m in backbones]
         for m in backbones:  # three iterations use every solver operator
-            m.deq.eval_solver_cfg = dict(m.deq.eval_solver_cfg or {},
-                                         max_iter=3)
+            m.deq.set_solver('eval', budget=4)
         try:
             msg = _export_problem(
                 e, opset, sorted({m.deq.solver for m in backbones}),
                 lambda k: _export(wrapper, x[:1], io.BytesIO(), k, axes))
         finally:
             for m, cfg in zip(backbones, saved):
-                m.deq.eval_solver_cfg = cfg
+                m.deq.configure(eval_solver_cfg=cfg)
         raise ExportError(msg) from e
     if metadata:
         import onnx

@@ -4,13 +4,13 @@ imported when mmseg is installed, the classification parts when mmpretrain
 is."""
 import importlib.util
 
-from .backbones import MDEQ
+from .backbones import MDEQ, MDEQOutput
 from .layers import MDEQLayer, VariationalDropout2d, WeightNormConv2d
-from .regularized import add_jac_loss
+from .regularized import add_deq_losses
 
 __all__ = [
-    'MDEQ', 'MDEQLayer', 'VariationalDropout2d', 'WeightNormConv2d',
-    'add_jac_loss'
+    'MDEQ', 'MDEQOutput', 'MDEQLayer', 'VariationalDropout2d',
+    'WeightNormConv2d', 'add_deq_losses'
 ]
 
 if importlib.util.find_spec('mmseg') is not None:

@@ -1,56 +1,52 @@
 # Copyright (c) mdeq_mm authors. All rights reserved.
 """mmseg's EncoderDecoder and mmpretrain's ImageClassifier with the MDEQ
-backbone's regularisers in their losses: the Jacobian loss
-(``backbone.jac_loss``, see the backbone's ``jac_loss`` option) as
-``loss_jac``, and the fixed-point correction (``fp_correction``): the
-head's losses on each correction state, weighted, as ``fpc<i>.<loss>``.
-Without them they are the stock models."""
+backbone's regularisers in their losses, taken from the record of the
+forward that made the features (``backbone.last_output``): the Jacobian
+loss (the backbone's ``jac_loss`` option) as ``loss_jac``, and the
+fixed-point correction (``fp_correction``): the head's losses on each
+correction state, weighted, as ``fpc<i>.<loss>``. Without them they are
+the stock models."""
 import importlib.util
 
 from mdeq_mm.registry import register
 
 
-def add_jac_loss(losses: dict, backbone) -> dict:
-    """``losses`` plus ``loss_jac`` when the backbone computed one."""
-    jac = getattr(backbone, 'jac_loss', None)
-    if jac is not None:
-        losses['loss_jac'] = jac
-    return losses
-
-
-def add_correction_losses(losses: dict, backbone, head_losses) -> dict:
-    """``losses`` plus ``fpc<i>.<name>``: ``head_losses(feats)`` (a dict)
-    on each of the backbone's correction states, the loss terms scaled by
-    their weights (other entries, e.g. accuracies, are left out)."""
-    states = getattr(backbone, 'corrections', None) or []
+def add_deq_losses(losses: dict, output, head_losses) -> dict:
+    """``losses`` plus, from an :class:`~mdeq_mm.models.MDEQOutput`,
+    ``loss_jac`` when the forward computed one and ``fpc<i>.<name>``:
+    ``head_losses(feats)`` (a dict) on each correction state, the loss terms
+    scaled by their weights (other entries, e.g. accuracies, left out)."""
+    if output is None:
+        return losses
+    if output.jac_loss is not None:
+        losses['loss_jac'] = output.jac_loss
     for i, (feats, weight) in enumerate(
-            zip(states, backbone.correction_weights)):
+            zip(output.corrections, output.correction_weights)):
         for name, value in head_losses(feats).items():
             if 'loss' in name:
                 losses[f'fpc{i}.{name}'] = weight * value
-    backbone.corrections = []  # their graphs go with this step
     return losses
 
 
-class WithJacLoss:
-    """Mixin for a model with ``backbone``, ``loss(inputs, samples)`` and
-    ``_correction_head_losses(feats, samples)``."""
+class WithDEQLosses:
+    """Mixin for a model with an MDEQ ``backbone``, ``loss(inputs,
+    samples)`` and ``_correction_head_losses(feats, samples)``: adds the
+    Jacobian and correction losses of the forward behind ``loss``."""
 
     def loss(self, inputs, data_samples):
-        losses = add_jac_loss(super().loss(inputs, data_samples),
-                              self.backbone)
-        return add_correction_losses(
-            losses, self.backbone,
+        losses = super().loss(inputs, data_samples)
+        return add_deq_losses(
+            losses, getattr(self.backbone, 'last_output', None),
             lambda feats: self._correction_head_losses(feats, data_samples))
 
 
-__all__ = ['add_correction_losses', 'add_jac_loss', 'WithJacLoss']
+__all__ = ['add_deq_losses', 'WithDEQLosses']
 
 if importlib.util.find_spec('mmseg') is not None:
     from mmseg.models.segmentors import EncoderDecoder
 
     @register('MODELS', hosts=('mmseg', ))
-    class DEQEncoderDecoder(WithJacLoss, EncoderDecoder):
+    class DEQEncoderDecoder(WithDEQLosses, EncoderDecoder):
         """EncoderDecoder whose losses include ``loss_jac`` and the
         fixed-point correction's."""
 
@@ -65,7 +61,7 @@ if importlib.util.find_spec('mmpretrain') is not None:
     from mmpretrain.models.classifiers import ImageClassifier
 
     @register('MODELS', hosts=('mmpretrain', ))
-    class DEQImageClassifier(WithJacLoss, ImageClassifier):
+    class DEQImageClassifier(WithDEQLosses, ImageClassifier):
         """ImageClassifier whose losses include ``loss_jac`` and the
         fixed-point correction's."""
 

@@ -31,17 +31,19 @@ and no graph is built. The multiscale state is packed into one float32
 autocast; f itself runs under whatever autocast state is active.
 """
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import (Callable, Dict, List, Mapping, Optional, Sequence,
                     Tuple)
 
 import torch
 from torch import Tensor
 
-from .solvers import (CONVERGED, SolverStats, check_solver_cfg, solve,
-                      solver_default)
+from .solvers import (CONVERGED, SOLVERS, SolverStats, budget_of,
+                      check_solver_cfg, get_solver, max_iter_for,
+                      solver_options)
 from .validation import check_keys
 
+SOLVE_PHASES = ('eval', 'train', 'both', 'backward')
 GRAD_MODES = ('ift', 'phantom', 'unrolled')
 ADJOINT_INITS = ('zero', 'shine')
 GRAD_OPTIONS = {
@@ -88,40 +90,65 @@ class StatePacker:
         ], 1)
 
 
-@dataclass
+class BackwardRecord:
+    """What the IFT backward solve did, filled once when autograd runs it
+    (after the forward call returned its :class:`DEQStats`).
+
+    Attributes:
+        stats (SolverStats | None): the backward solve's statistics.
+        fallback (int): samples whose backward solve failed and took the
+            one-step gradient.
+    """
+    __slots__ = ('stats', 'fallback')
+
+    def __init__(self):
+        self.stats: Optional[SolverStats] = None
+        self.fallback = 0
+
+    def record(self, stats: SolverStats, fallback: int) -> None:
+        self.stats, self.fallback = stats, fallback
+
+
+@dataclass(frozen=True)
 class DEQStats:
-    """What one implicit-layer call did (tensors are per sample).
+    """What one implicit-layer call did (tensors are per sample), built in
+    one place at the end of the call.
 
     Attributes:
         mode (str): 'ift', 'phantom', 'unrolled' or 'solve' (no graph).
         forward (SolverStats | None): forward solve statistics.
         rel_residual_per_scale (Tensor | None): (B, n_scales) relative
             residual ‖f(z)_i − z_i‖ / ‖f(z)_i‖ at the returned state.
-        backward (SolverStats | None): backward solve statistics, filled in
-            during backward ('ift' only).
-        fallback (int): samples whose backward solve failed and fell back to
-            the one-step gradient (filled in during backward).
         nfev_tracked (int): f applications with grad in this call (tracked
             by autograd; unrolled applications also without grad).
-        jac_frobenius (Tensor | None): (B,) estimate of ‖J_f‖²_F / D at the
-            returned state, when a Jacobian loss was computed.
-        corrections (list | None): fixed-point correction states (training
+        corrections (tuple | None): fixed-point correction states (training
             with ``correction``): per recorded solver iterate z_k, the
             tracked damped step (1 − tau) z_k + tau f(z_k), a list like the
             state, earliest first.
         next_state (list | None): f(z*) at the returned state z*, a list
             like the state, without grad (grad mode off only): one step
-            past z*, the warm start MDEQ keeps for the next frame.
+            past z*, a warm start for the next input.
+        adjoint (BackwardRecord | None): filled by the 'ift' backward;
+            read through ``backward`` and ``fallback``.
     """
     mode: str
     forward: Optional[SolverStats] = None
     rel_residual_per_scale: Optional[Tensor] = None
-    backward: Optional[SolverStats] = None
-    fallback: int = 0
     nfev_tracked: int = 0
-    jac_frobenius: Optional[Tensor] = None
-    corrections: Optional[List[List[Tensor]]] = None
+    corrections: Optional[Tuple[List[Tensor], ...]] = None
     next_state: Optional[List[Tensor]] = None
+    adjoint: Optional[BackwardRecord] = field(default=None, repr=False)
+
+    @property
+    def backward(self) -> Optional[SolverStats]:
+        """The backward solve's statistics ('ift', after backward)."""
+        return self.adjoint.stats if self.adjoint else None
+
+    @property
+    def fallback(self) -> int:
+        """Samples whose backward solve fell back to the one-step
+        gradient ('ift', after backward)."""
+        return self.adjoint.fallback if self.adjoint else 0
 
     def summary(self) -> Dict[str, float]:
         """Scalars for logging (host syncs; call after backward)."""
@@ -138,8 +165,6 @@ class DEQStats:
                         for k, v in self.backward.summary().items()})
             out['bwd_fallback'] = float(self.fallback)
         out['nfev_tracked'] = float(self.nfev_tracked)
-        if self.jac_frobenius is not None:
-            out['jac_frobenius'] = self.jac_frobenius.mean().item()
         return out
 
 
@@ -147,9 +172,9 @@ class _AdjointSolve(torch.autograd.Function):
     """Identity forward; backward solves w = w J + g for the gradient."""
 
     @staticmethod
-    def forward(ctx, z_out, vjp, solver, solver_cfg, stats, inverse):
+    def forward(ctx, z_out, vjp, solver, solver_cfg, record, inverse):
         ctx.vjp, ctx.solver, ctx.solver_cfg = vjp, solver, solver_cfg
-        ctx.stats, ctx.inverse = stats, inverse
+        ctx.record, ctx.inverse = record, inverse
         return z_out.view_as(z_out)
 
     @staticmethod
@@ -165,8 +190,7 @@ class _AdjointSolve(torch.autograd.Function):
         else:  # SHINE: w J_g = −g with J_g⁻¹ ≈ H
             w0 = -ctx.inverse(g.to(dtype)).to(dtype)
             ctx.inverse = None  # frees the forward solver's memory
-        w, bstats = solve(ctx.solver, adjoint, w0, **ctx.solver_cfg)
-        bstats.fz = None
+        w, bstats = get_solver(ctx.solver)(adjoint, w0, **ctx.solver_cfg)
         # A solve that never beats w = 0, whose residual is ‖g‖ (in
         # absolute residual, whatever the stop mode), would silently zero
         # or corrupt the gradient: fall back to the one-step gradient.
@@ -184,13 +208,98 @@ class _AdjointSolve(torch.autograd.Function):
                 'DEQTelemetryHook. Consider a warm-up phase, a larger '
                 'backward budget or Jacobian regularisation.')
             w = torch.where(failed[:, None], g.to(dtype), w)
-        ctx.stats.backward = bstats
-        ctx.stats.fallback = n_failed
+        ctx.record.record(replace(bstats, fz=None), n_failed)
         return w.to(grad.dtype), None, None, None, None, None
+
+
+@dataclass(frozen=True)
+class SolverSettings:
+    """Everything that decides how an :class:`ImplicitLayer` solves,
+    validated as a whole (see :meth:`ImplicitLayer.configure`)."""
+    solver: str
+    solver_cfg: Mapping
+    eval_solver_cfg: Optional[Mapping]
+    grad: str
+    grad_cfg: Mapping
+    solver_dtype: Optional[str]
+
+    def validated(self) -> 'SolverSettings':
+        """These settings with the gradient's defaults filled in; raises
+        ValueError naming the problem and the valid values."""
+        if self.solver not in SOLVERS:
+            raise ValueError(f'unknown solver {self.solver!r}; valid '
+                             f'solvers: {sorted(SOLVERS)}')
+        for name in ('solver_cfg', 'eval_solver_cfg'):
+            cfg = getattr(self, name)
+            if cfg is not None and not isinstance(cfg, Mapping):
+                raise ValueError(
+                    f'{name} must be a dict of solver options, got '
+                    f'{type(cfg).__name__} {cfg!r}. On the command line give '
+                    f'the keys one by one: --cfg-options '
+                    f'model.backbone.{name}.max_iter=16 ...')
+            if cfg is not None:
+                check_solver_cfg(self.solver, cfg)
+        if self.solver_dtype not in (None, 'float32', 'float64'):
+            raise ValueError(f"solver_dtype must be None, 'float32' or "
+                             f"'float64', got {self.solver_dtype!r}")
+        return replace(self, grad_cfg=self._grad_cfg())
+
+    def _grad_cfg(self) -> dict:
+        grad = self.grad
+        if grad not in GRAD_MODES:
+            raise ValueError(f'unknown gradient strategy {grad!r}; valid: '
+                             f'{list(GRAD_MODES)}')
+        if not isinstance(self.grad_cfg, Mapping):
+            raise ValueError(f'grad_cfg must be a dict, got '
+                             f'{self.grad_cfg!r}')
+        cfg = dict(self.grad_cfg)
+        check_keys(cfg, GRAD_OPTIONS[grad], f'gradient {grad!r}')
+        if grad == 'ift':
+            cfg.setdefault('solver', 'broyden')
+            cfg.setdefault('init', 'zero')
+            if cfg['init'] not in ADJOINT_INITS:
+                raise ValueError(f"ift init must be one of {ADJOINT_INITS}, "
+                                 f"got {cfg['init']!r}")
+            if cfg['init'] == 'shine' and self.solver != 'broyden':
+                raise ValueError(
+                    "init='shine' starts the backward solve from the forward "
+                    "Broyden's inverse-Jacobian estimate; the forward solver "
+                    f"is {self.solver!r}: use solver='broyden' forward or "
+                    "set the backward init to 'zero' (grad_cfg.init)")
+            if cfg['solver'] not in SOLVERS:
+                raise ValueError(f"unknown backward solver {cfg['solver']!r}"
+                                 f'; valid solvers: {sorted(SOLVERS)}')
+            # the adjoint is a linear solve from w = 0: stop on and keep the
+            # iterate with the lowest ‖r‖ / ‖g‖ by default ('rel' divides by
+            # ‖w J + g‖, which grows without bound on a diverging solve)
+            cfg['solver_cfg'] = dict(dict(stop_mode='initial'),
+                                     **cfg.get('solver_cfg', {}))
+            check_solver_cfg(cfg['solver'], cfg['solver_cfg'])
+        elif grad == 'phantom':
+            cfg.setdefault('k', 1)
+            cfg.setdefault('tau', 1.0)
+            if not isinstance(cfg['k'], int) or cfg['k'] < 1 or \
+                    not 0 < cfg['tau'] <= 1:
+                raise ValueError('phantom gradient needs an int k >= 1 and '
+                                 f'0 < tau <= 1, got {cfg}')
+        else:
+            cfg.setdefault('depth', 5)
+            if not isinstance(cfg['depth'], int) or cfg['depth'] < 1:
+                raise ValueError(f'unrolled depth must be an int >= 1: {cfg}')
+        return cfg
+
+
+_KEEP = object()
 
 
 class ImplicitLayer:
     """Fixed-point solve plus a gradient strategy; owns no weights.
+
+    Its solver settings have one owner, :meth:`configure` (and
+    :meth:`set_solver`, :meth:`set_grad` on top of it): every change is
+    validated as a whole, cross-rules included, before it takes effect.
+    They are read through properties (``solver``, ``solver_cfg``, ...,
+    copies) and :meth:`settings`.
 
     Args:
         solver (str): forward solver name ('broyden', 'anderson',
@@ -229,26 +338,12 @@ class ImplicitLayer:
                  grad_cfg: Optional[dict] = None,
                  solver_dtype: Optional[str] = None,
                  correction: Optional[dict] = None):
-        self.solver = solver
-        for name, cfg in (('solver_cfg', solver_cfg),
-                          ('eval_solver_cfg', eval_solver_cfg)):
-            if cfg is not None and not isinstance(cfg, Mapping):
-                raise ValueError(
-                    f'{name} must be a dict of solver options, got '
-                    f'{type(cfg).__name__} {cfg!r}. On the command line give '
-                    f'the keys one by one: --cfg-options '
-                    f'model.backbone.{name}.max_iter=16 ...')
-        self.solver_cfg = dict(solver_cfg or {})
-        self.eval_solver_cfg = (None if eval_solver_cfg is None else
-                                dict(eval_solver_cfg))
-        check_solver_cfg(solver, self.solver_cfg)
-        if self.eval_solver_cfg is not None:
-            check_solver_cfg(solver, self.eval_solver_cfg)
-        self.set_grad(grad, grad_cfg)
+        self._settings = SolverSettings(
+            solver, dict(solver_cfg or {}), eval_solver_cfg, grad,
+            dict(grad_cfg or {}), solver_dtype).validated()
         # trace the residual of every scale in every solver iteration
         # (forward and backward); for analysis, costs two passes per step
         self.trace_scales = False
-        self.set_solver_dtype(solver_dtype)
         self.correction = self._correction_cfg(correction)
 
     @staticmethod
@@ -257,56 +352,139 @@ class ImplicitLayer:
             return None
         check_keys(cfg, ('n_states', 'tau'), 'correction')
         cfg = dict(dict(n_states=2, tau=1.0), **cfg)
-        if cfg['n_states'] < 2 or not 0 < cfg['tau'] <= 1:
-            raise ValueError('correction needs n_states >= 2 (z* counts as '
-                             f'one) and 0 < tau <= 1, got {cfg}')
+        if not isinstance(cfg['n_states'], int) or cfg['n_states'] < 2 or \
+                not 0 < cfg['tau'] <= 1:
+            raise ValueError('correction needs an int n_states >= 2 (z* '
+                             f'counts as one) and 0 < tau <= 1, got {cfg}')
         return cfg
 
-    def set_solver_dtype(self, dtype: Optional[str]) -> None:
-        """The solvers' arithmetic: None or 'float32' (float64 for a float64
-        model), or 'float64' whatever the model's dtype (f itself keeps
-        the model's; see the class docstring)."""
-        if dtype not in (None, 'float32', 'float64'):
-            raise ValueError(f"solver_dtype must be None, 'float32' or "
-                             f"'float64', got {dtype!r}")
-        self.solver_dtype = torch.float64 if dtype == 'float64' else None
+    # -- the settings: one owner --------------------------------------------
+    def configure(self, *, solver=_KEEP, solver_cfg=_KEEP,
+                  eval_solver_cfg=_KEEP, grad=_KEEP, grad_cfg=_KEEP,
+                  solver_dtype=_KEEP) -> None:
+        """Replace any of the settings (the constructor's arguments of the
+        same names; ``eval_solver_cfg=None`` reuses ``solver_cfg``). The
+        result is validated as a whole, cross-rules included (SHINE needs
+        a Broyden forward solve), before it takes effect."""
+        given = dict(solver=solver, solver_cfg=solver_cfg,
+                     eval_solver_cfg=eval_solver_cfg, grad=grad,
+                     grad_cfg=grad_cfg, solver_dtype=solver_dtype)
+        changes = {k: (dict(v) if isinstance(v, Mapping) else v)
+                   for k, v in given.items() if v is not _KEEP}
+        self._settings = replace(self._settings, **changes).validated()
 
     def set_grad(self, grad: str, grad_cfg: Optional[dict] = None) -> None:
         """Switch the gradient strategy (validated)."""
-        if grad not in GRAD_MODES:
-            raise ValueError(f'unknown gradient strategy {grad!r}; valid: '
-                             f'{list(GRAD_MODES)}')
-        grad_cfg = dict(grad_cfg or {})
-        check_keys(grad_cfg, GRAD_OPTIONS[grad], f'gradient {grad!r}')
-        if grad == 'ift':
-            grad_cfg.setdefault('solver', 'broyden')
-            grad_cfg.setdefault('init', 'zero')
-            if grad_cfg['init'] not in ADJOINT_INITS:
-                raise ValueError(f"ift init must be one of {ADJOINT_INITS}, "
-                                 f"got {grad_cfg['init']!r}")
-            if grad_cfg['init'] == 'shine' and self.solver != 'broyden':
-                raise ValueError(
-                    "init='shine' starts the backward solve from the forward "
-                    "Broyden's inverse-Jacobian estimate; the forward solver "
-                    f"is {self.solver!r}: use solver='broyden' or init='zero'")
-            # the adjoint is a linear solve from w = 0: stop on and keep the
-            # iterate with the lowest ‖r‖ / ‖g‖ by default ('rel' divides by
-            # ‖w J + g‖, which grows without bound on a diverging solve)
-            grad_cfg['solver_cfg'] = dict(
-                dict(stop_mode='initial'), **grad_cfg.get('solver_cfg', {}))
-            check_solver_cfg(grad_cfg['solver'], grad_cfg['solver_cfg'])
-        elif grad == 'phantom':
-            grad_cfg.setdefault('k', 1)
-            grad_cfg.setdefault('tau', 1.0)
-            if grad_cfg['k'] < 1 or not 0 < grad_cfg['tau'] <= 1:
-                raise ValueError('phantom gradient needs k >= 1 and '
-                                 f'0 < tau <= 1, got {grad_cfg}')
-        else:
-            grad_cfg.setdefault('depth', 5)
-            if grad_cfg['depth'] < 1:
-                raise ValueError(f'unrolled depth must be >= 1: {grad_cfg}')
-        self.grad, self.grad_cfg = grad, grad_cfg
+        self.configure(grad=grad, grad_cfg=dict(grad_cfg or {}))
 
+    def set_solver_dtype(self, dtype: Optional[str]) -> None:
+        """The solvers' arithmetic: None or 'float32' (float64 for a float64
+        model), or 'float64' whatever the model's dtype."""
+        self.configure(solver_dtype=dtype)
+
+    def set_solver(self, phase: str = 'eval', solver: Optional[str] = None,
+                   budget: Optional[int] = None, tol: Optional[float] = None,
+                   options: Optional[dict] = None) -> Dict:
+        """Set a solve's solver, budget, tolerance and options, validated.
+
+        Args:
+            phase (str): the forward solve in 'eval' (``eval_solver_cfg``),
+                'train' (``solver_cfg``) or 'both'; or the 'backward' solve
+                of the 'ift' gradient.
+            solver (str | None): a registered solver; None keeps it. The
+                kept options the new solver accepts stay (a forward solver
+                is shared by both phases: the other phase keeps its options
+                that the new solver accepts).
+            budget (int | None): f evaluations, >= 1; None keeps
+                ``max_iter``.
+            tol (float | None): stopping tolerance (0: the whole budget).
+            options (dict | None): further options, merged over the kept
+                ones; ``budget`` and ``tol`` win.
+
+        Returns:
+            dict: :meth:`settings` of ``phase`` ('eval' for 'both').
+        """
+        if phase not in SOLVE_PHASES:
+            raise ValueError(f'phase must be one of {SOLVE_PHASES}, got '
+                             f'{phase!r}')
+        if solver is not None and solver not in SOLVERS:
+            raise ValueError(f'unknown solver {solver!r}; valid solvers: '
+                             f'{sorted(SOLVERS)}')
+
+        def updated(old: dict, name: str) -> dict:
+            valid = solver_options(name)
+            cfg = {k: v for k, v in old.items() if k in valid}
+            cfg.update(options or {})
+            if budget is not None:
+                cfg['max_iter'] = max_iter_for(budget)
+            if tol is not None:
+                cfg['tol'] = float(tol)
+            return cfg
+
+        st = self._settings
+        if phase == 'backward':
+            if st.grad != 'ift':
+                raise ValueError(f"the {st.grad!r} gradient has no backward "
+                                 "solve; set_grad('ift') first")
+            name = solver or st.grad_cfg['solver']
+            self.configure(grad_cfg=dict(
+                st.grad_cfg, solver=name,
+                solver_cfg=updated(st.grad_cfg['solver_cfg'], name)))
+            return self.settings('backward')
+        name = solver or st.solver
+        phases = ('train', 'eval') if phase == 'both' else (phase, )
+        cfgs = {}
+        for p in ('train', 'eval'):
+            old = self.phase_cfg(p)
+            if p in phases:
+                cfgs[p] = updated(old, name)
+            elif name != st.solver:  # the other phase follows along
+                cfgs[p] = {k: v for k, v in old.items()
+                           if k in solver_options(name)}
+            else:
+                cfgs[p] = old
+        keep_eval = 'eval' in phases or st.eval_solver_cfg is not None
+        self.configure(solver=name, solver_cfg=cfgs['train'],
+                       eval_solver_cfg=cfgs['eval'] if keep_eval else None)
+        return self.settings('train' if phase == 'train' else 'eval')
+
+    def phase_cfg(self, phase: str) -> dict:
+        """A copy of the solver options of 'train', 'eval' (the training
+        ones when none are set for evaluation) or 'backward'."""
+        st = self._settings
+        if phase == 'backward':
+            return dict(st.grad_cfg.get('solver_cfg', {}))
+        if phase == 'eval' and st.eval_solver_cfg is not None:
+            return dict(st.eval_solver_cfg)
+        return dict(st.solver_cfg)
+
+    def settings(self, phase: str = 'eval') -> Dict:
+        """What a solve of ``phase`` ('eval', 'train' or 'backward') runs
+        with: ``dict(solver, solver_cfg, budget, dtype)``, the budget in f
+        evaluations."""
+        st = self._settings
+        name = st.grad_cfg['solver'] if phase == 'backward' else st.solver
+        cfg = self.phase_cfg(phase)
+        return dict(solver=name, solver_cfg=cfg, budget=budget_of(name, cfg),
+                    dtype=st.solver_dtype or 'float32')
+
+    # the settings, read-only (copies of the dicts): set them through the
+    # methods above
+    solver = property(lambda self: self._settings.solver)
+    solver_cfg = property(lambda self: dict(self._settings.solver_cfg))
+    eval_solver_cfg = property(lambda self: None if self._settings.
+                               eval_solver_cfg is None else dict(
+                                   self._settings.eval_solver_cfg))
+    grad = property(lambda self: self._settings.grad)
+    grad_cfg = property(lambda self: dict(self._settings.grad_cfg))
+
+    @property
+    def solver_dtype(self) -> Optional[torch.dtype]:
+        """torch.float64 when set so, else None (the state's precision)."""
+        return torch.float64 if self._settings.solver_dtype == 'float64' \
+            else None
+
+    # -- the call ------------------------------------------------------------
     # torch.compile (mmengine's compile=True) runs the solve eagerly: its
     # host-side stopping tests and the custom backward would break (or
     # recompile) the graph every step; the stem and heads around it compile
@@ -327,12 +505,13 @@ class ImplicitLayer:
         Gradients are attached only when torch grad mode is enabled (also in
         evaluation, for users who differentiate the output at test time).
         """
-        if self.grad == 'unrolled':  # with or without grad
+        st = self._settings
+        if st.grad == 'unrolled':  # with or without grad
             z = list(z0)
-            for _ in range(self.grad_cfg['depth']):
+            for _ in range(st.grad_cfg['depth']):
                 z = f(z)
             return z, DEQStats('unrolled',
-                               nfev_tracked=self.grad_cfg['depth'])
+                               nfev_tracked=st.grad_cfg['depth'])
         packer = StatePacker.like(z0)
         state_dtype = z0[0].dtype
         dtype = torch.float64 if torch.float64 in (
@@ -345,56 +524,49 @@ class ImplicitLayer:
         extra = dict(scales=packer.sizes) if self.trace_scales else {}
         # forward iterates for the fixed-point correction (tracked only)
         recorded = [] if track and self.correction is not None else None
-        z_star, stats = self._solve(f_flat, packer, packer.pack(z0, dtype),
-                                    track if training is None else training,
-                                    extra, recorded)
-        # the forward Broyden's estimate: only the 'ift' backward uses it
-        inverse, stats.forward.inverse = stats.forward.inverse, None
-        # f(z*): only warm starts without grad use it (freed before a
-        # tracked pass, as it was)
-        fz, stats.forward.fz = stats.forward.fz, None
-        if not track:
-            stats.next_state = [t.to(a.dtype)
-                                for t, a in zip(packer.unpack(fz), z0)]
-        del fz
-        if not track:
-            stats.mode = 'solve'
-            z = packer.unpack(z_star)
-        elif self.grad == 'phantom':
-            # f takes the state's dtype (the solver's may be float64)
-            z = self._phantom(f, packer.unpack(z_star.to(state_dtype)),
-                              stats)
-        else:
-            z = packer.unpack(self._ift(f_flat, z_star, stats, extra,
-                                        inverse))
-        if recorded:
-            self._corrections(f, packer, state_dtype, stats, recorded)
-        return [t.to(z0[i].dtype) for i, t in enumerate(z)], stats
-
-    def _solve(self, f_flat, packer: StatePacker, z0: Tensor, training: bool,
-               extra: dict, recorded: Optional[List[Tensor]] = None
-               ) -> Tuple[Tensor, DEQStats]:
-        """The forward solve without a graph (training or evaluation
-        options), with its statistics and the per-scale residuals."""
-        cfg = self.solver_cfg
-        if not training and self.eval_solver_cfg is not None:
-            cfg = self.eval_solver_cfg
-        if recorded is not None:
-            f_flat = self._recording(f_flat, cfg, recorded)
+        cfg = self.phase_cfg(
+            'train' if (track if training is None else training) else 'eval')
         with torch.no_grad():
-            z_star, fstats = solve(self.solver, f_flat, z0, **cfg, **extra)
+            solve_f = f_flat if recorded is None else self._recording(
+                f_flat, cfg, recorded)
+            z_star, fstats = get_solver(st.solver)(
+                solve_f, packer.pack(z0, dtype), **cfg, **extra)
             fz = fstats.fz
             per_scale = packer.per_scale_norm(fz - z_star) / (
                 packer.per_scale_norm(fz) + 1e-9)
-        return z_star, DEQStats(self.grad, forward=fstats,
-                                rel_residual_per_scale=per_scale)
+        # f(z*) serves warm starts without grad; the forward Broyden's
+        # estimate only the 'ift' backward: both leave the statistics
+        inverse = fstats.inverse
+        fstats = replace(fstats, fz=None, inverse=None)
+        next_state = adjoint = None
+        if not track:
+            mode, nfev_tracked = 'solve', 0
+            next_state = [t.to(a.dtype) for t, a in zip(packer.unpack(fz), z0)]
+            z = packer.unpack(z_star)
+        elif st.grad == 'phantom':
+            mode, nfev_tracked = 'phantom', st.grad_cfg['k']
+            # f takes the state's dtype (the solver's may be float64)
+            z = self._phantom(f, packer.unpack(z_star.to(state_dtype)))
+        else:
+            mode, nfev_tracked, adjoint = 'ift', 1, BackwardRecord()
+            z = packer.unpack(self._ift(f_flat, z_star, extra, adjoint,
+                                        inverse))
+        del fz, inverse
+        corrections = None
+        if recorded:
+            corrections = self._corrections(f, packer, state_dtype, recorded)
+            nfev_tracked += len(corrections)
+        stats = DEQStats(mode, forward=fstats,
+                         rel_residual_per_scale=per_scale,
+                         nfev_tracked=nfev_tracked, corrections=corrections,
+                         next_state=next_state, adjoint=adjoint)
+        return [t.to(z0[i].dtype) for i, t in enumerate(z)], stats
 
     def _recording(self, f_flat, cfg: dict, recorded: List[Tensor]):
         """f_flat that appends to ``recorded`` the iterates it is called at
         whose index is one of the correction's (the solvers evaluate f once
         per iterate, in order: call k is at z_k)."""
-        max_iter = cfg.get('max_iter', solver_default(self.solver,
-                                                      'max_iter'))
+        max_iter = budget_of(self.solver, cfg) - 1
         n = self.correction['n_states']
         wanted = {round(i * max_iter / n) for i in range(1, n)} - {0}
         calls = [0]
@@ -407,7 +579,7 @@ class ImplicitLayer:
         return f_rec
 
     def _corrections(self, f, packer: StatePacker, state_dtype,
-                     stats: DEQStats, recorded: List[Tensor]) -> None:
+                     recorded: List[Tensor]) -> Tuple[List[Tensor], ...]:
         """The tracked damped step from each recorded iterate."""
         tau = self.correction['tau']
         out = []
@@ -416,23 +588,23 @@ class ImplicitLayer:
             fz = f(zs)
             out.append(list(fz) if tau == 1 else
                        [(1 - tau) * a + tau * b for a, b in zip(zs, fz)])
-            stats.nfev_tracked += 1
-        stats.corrections = out
+        return tuple(out)
 
-    def _phantom(self, f, z: List[Tensor], stats: DEQStats) -> List[Tensor]:
+    def _phantom(self, f, z: List[Tensor]) -> List[Tensor]:
         """k tracked damped steps from z*."""
-        k, tau = self.grad_cfg['k'], self.grad_cfg['tau']
+        k, tau = self._settings.grad_cfg['k'], self._settings.grad_cfg['tau']
         for _ in range(k):
             fz = f(z)
             z = fz if tau == 1 else [(1 - tau) * a + tau * b
                                      for a, b in zip(z, fz)]
-        stats.nfev_tracked = k
         return list(z)
 
-    def _ift(self, f_flat, z_star: Tensor, stats: DEQStats, extra: dict,
+    def _ift(self, f_flat, z_star: Tensor, extra: dict,
+             adjoint: BackwardRecord,
              inverse: Optional[Callable[[Tensor], Tensor]] = None) -> Tensor:
         """One tracked application; the adjoint solve happens in backward
         on the graph of this application."""
+        cfg = self._settings.grad_cfg
         z_star = z_star.requires_grad_()
         z_plus = f_flat(z_star)
 
@@ -440,10 +612,8 @@ class ImplicitLayer:
             return torch.autograd.grad(
                 z_plus, z_star, w, retain_graph=True)[0]
 
-        if self.grad_cfg['init'] != 'shine':
+        if cfg['init'] != 'shine':
             inverse = None
-        z_out = _AdjointSolve.apply(z_plus, vjp, self.grad_cfg['solver'],
-                                    dict(self.grad_cfg['solver_cfg'],
-                                         **extra), stats, inverse)
-        stats.nfev_tracked = 1
-        return z_out
+        return _AdjointSolve.apply(z_plus, vjp, cfg['solver'],
+                                   dict(cfg['solver_cfg'], **extra), adjoint,
+                                   inverse)

@@ -22,7 +22,7 @@ import torch
 from mdeq_mm.models import MDEQ
 from mdeq_mm.ops import ImplicitLayer
 from mdeq_mm.ops.solvers import solve
-from ..helpers import seg_batch
+from ..helpers import make_contractive, scaled_problem, seg_batch
 
 pytestmark = pytest.mark.cuda
 SOLVER_NAMES = ('broyden', 'anderson', 'fixed_point')
@@ -36,23 +36,7 @@ GRADS = {
 
 
 def contraction(bsz=3, dim=256, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    W = torch.randn(dim, dim, generator=g, dtype=torch.float64)
-    W = 0.8 * W / torch.linalg.matrix_norm(W, 2)
-    x = torch.randn(bsz, dim, generator=g, dtype=torch.float64)
-    return W, x
-
-
-def make_contractive(mdeq):
-    """Make f contractive (random init's is not): the output GroupNorms'
-    gains scaled by 0.1, a positive bias (tests/test_models/
-    test_warm_start.py); returns ``mdeq``."""
-    with torch.no_grad():
-        for mod in mdeq.deq_layer.post_fuse_layers.modules():
-            if isinstance(mod, torch.nn.GroupNorm):
-                mod.weight.mul_(0.1)
-                mod.bias.add_(0.5)
-    return mdeq
+    return scaled_problem(dim, bsz, radius=0.8, seed=seed)
 
 
 def contractive_tiny(**kw):
@@ -165,12 +149,12 @@ def test_warm_start_at_the_fixed_point_on_cuda_needs_one_evaluation():
     model = contractive_tiny(solver_cfg=dict(
         max_iter=60, tol=1e-5, stop_mode='rel')).cuda().eval()
     x = torch.randn(2, 3, 16, 16, device='cuda')
+    model.set_warm_start(True)
     with torch.no_grad():
         cold = model(x)
         assert model.last_stats.forward.nfev.min() > 5
-        model.warm_start = True
         warm = model(x)
-    assert model.last_start == 'warm'
+    assert model.last_output.start == 'warm'
     assert model.last_stats.forward.nfev.tolist() == [1, 1]
     for a, b in zip(warm, cold):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

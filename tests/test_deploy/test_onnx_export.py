@@ -141,11 +141,11 @@ def check_parity(model, path, shape, max_iter):
     backbone = next(m for m in model.modules() if hasattr(m, 'deq'))
     step = int(backbone.last_stats.forward.lowest_step.max())
     assert step >= 2  # the solve moved
-    backbone.deq.eval_solver_cfg['max_iter'] = step - 1
+    backbone.deq.set_solver('eval', budget=step)  # max_iter = step - 1
     try:
         short = compare_onnx(model, path, x, session)
     finally:
-        backbone.deq.eval_solver_cfg['max_iter'] = max_iter
+        backbone.deq.set_solver('eval', budget=max_iter + 1)
     assert short['max_rel'] > 100 * worst, (short, worst)
 
 
@@ -205,8 +205,8 @@ def test_budget_and_solver_are_validated(tiny):
     with pytest.raises(ValueError, match='>= 1'):
         set_solver(model, 'broyden', 0)
     # options the new solver lacks are dropped, shared ones kept
-    model.backbone.deq.eval_solver_cfg = dict(max_iter=9, history=5,
-                                              stop_mode='abs')
+    model.backbone.deq.configure(eval_solver_cfg=dict(
+        max_iter=9, history=5, stop_mode='abs'))
     cfg = set_solver(model, 'anderson', tol=0.)[0]['solver_cfg']
     assert cfg == dict(max_iter=9, tol=0., stop_mode='abs')
     cfg = set_solver(model, 'broyden', 5, tol=0.)[0]['solver_cfg']
@@ -227,7 +227,7 @@ def test_operator_without_onnx_form_is_named_with_the_opset_that_works(
 def test_solver_without_onnx_form_is_named(tiny, tmp_path):
     from mdeq_mm.ops import register_solver
     from mdeq_mm.ops.solvers.fixed_point import _FixedPoint
-    from mdeq_mm.ops.solvers.loop import _iterate
+    from mdeq_mm.ops.solvers.loop import LoopOptions, _iterate
 
     class Damped(_FixedPoint):  # a step length from torch.linalg.solve
         def propose(self, z, fz, g):
@@ -238,8 +238,8 @@ def test_solver_without_onnx_form_is_named(tiny, tmp_path):
     @register_solver('lapack_test')
     def lapack_test(f, z0, *, max_iter=5, tol=1e-3, stop_mode='rel',
                     check_every=None, divergence=1e4, scales=None):
-        return _iterate(f, z0, Damped(1.), max_iter, tol, stop_mode,
-                        check_every, divergence, scales)
+        return _iterate(f, z0, Damped(1.), LoopOptions(
+            max_iter, tol, stop_mode, check_every, divergence, scales))
 
     model, _ = tiny
     try:

@@ -112,7 +112,8 @@ def test_jacobian_schedule_follows_the_reference(tmp_path):
     """Warm-up weight while unrolled, +increment per increment_every
     iterations after the warm-up, nothing from stop_iter on."""
     recorder = Record(lambda backbone: (backbone.jac_loss_cfg['weight'],
-                                        backbone.jac_loss is not None))
+                                        backbone.last_output.jac_loss
+                                        is not None))
     runner = tiny_runner(tmp_path, TinyDEQNet(jac_loss=dict(weight=0.5)), [
         dict(type='DEQWarmupHook', warmup_iters=2),
         dict(type='DEQJacobianScheduleHook', warmup_weight=0.05,

@@ -33,7 +33,8 @@ def test_output_shapes_for_every_preset(arch, size, strides):
                                            ('xl', 77_699_952)])
 def test_f_parameter_counts_match_reference(arch, f_params):
     # reference §1.5: "f_θ params (incl. g)"
-    assert MDEQ(arch).f_parameters == f_params
+    f_theta = MDEQ(arch).deq_layer
+    assert sum(p.numel() for p in f_theta.parameters()) == f_params
 
 
 def test_weight_norm_is_exact_and_computed_once_per_forward():

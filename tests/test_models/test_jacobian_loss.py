@@ -44,9 +44,10 @@ def test_estimate_matches_the_exact_jacobian_within_its_sampling_error():
         jac_loss=dict(weight=2.0, n_samples=300), **SOLVE))
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
     z = model(x)
-    est = model.last_stats.jac_frobenius
-    torch.testing.assert_close(model.jac_loss, 2.0 * est.mean())
-    assert model.last_stats.nfev_tracked == 2  # IFT's application + this
+    est = model.last_output.jac_frobenius
+    torch.testing.assert_close(model.last_output.jac_loss, 2.0 * est.mean())
+    # IFT's application + this one
+    assert model.last_output.summary()['nfev_tracked'] == 2
     for b, J in enumerate(exact_jacobians(model, x, z)):
         d = J.shape[0]
         exact = J.pow(2).sum() / d
@@ -54,7 +55,7 @@ def test_estimate_matches_the_exact_jacobian_within_its_sampling_error():
         se = (2 * (J @ J.T).pow(2).sum() / 300).sqrt() / d
         assert abs(est[b] - exact) < 5 * se, (est[b], exact, se)
         assert se < 0.2 * exact  # the check is tight enough to fail
-    assert model.last_stats.summary()['jac_frobenius'] == pytest.approx(
+    assert model.last_output.summary()['jac_frobenius'] == pytest.approx(
         est.mean().item())
 
 
@@ -65,19 +66,21 @@ def test_jacobian_loss_only_in_training_and_at_its_frequency():
     x = torch.randn(1, 3, 16, 16)
     model = MDEQ('tiny', jac_loss=dict(weight=1.0, freq=0.5), **fast)
     model.train()
-    hits = sum(model(x) is not None and model.jac_loss is not None
+    hits = sum(model(x) is not None
+               and model.last_output.jac_loss is not None
                for _ in range(60))
     assert 15 <= hits <= 45  # Binomial(60, 0.5): 5.8 standard deviations
     model.eval()
     model(x)
-    assert model.jac_loss is None
+    assert model.last_output.jac_loss is None
     model.train()
     with torch.no_grad():
         model(x)
-    assert model.jac_loss is None
+    assert model.last_output.jac_loss is None
     plain = MDEQ('tiny', **fast).train()
     plain(x)
-    assert plain.jac_loss is None and plain.last_stats.jac_frobenius is None
+    assert plain.last_output.jac_loss is None
+    assert plain.last_output.jac_frobenius is None
     with pytest.raises(ValueError, match='n_samples'):
         MDEQ('tiny', jac_loss=dict(weight=1.0, probes=2))
     with pytest.raises(ValueError, match='weight'):
@@ -100,7 +103,7 @@ def test_minimising_the_loss_shrinks_the_jacobian():
     for _ in range(10):
         model(x)
         opt.zero_grad()
-        model.jac_loss.backward()
+        model.last_output.jac_loss.backward()
         opt.step()
     assert frobenius() < 0.7 * before
 

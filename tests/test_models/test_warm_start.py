@@ -7,23 +7,15 @@ import torch
 from mdeq_mm.models import MDEQ
 from mdeq_mm.ops import ImplicitLayer
 from mdeq_mm.ops.solvers import broyden
+from ..helpers import make_contractive, scaled_problem
 
 TIGHT = dict(max_iter=60, tol=1e-6, stop_mode='rel')
 
 
 def tiny(**kw):
-    """A tiny MDEQ whose f is contractive: the random init's is not (its
-    solve stalls at a relative residual of ~0.4); with the output
-    GroupNorms' gains scaled by 0.1 (and a positive bias, so that the
-    final ReLUs are active) Broyden reaches 1e-6 in ~25 evaluations."""
+    """A tiny MDEQ whose f is contractive (see make_contractive)."""
     torch.manual_seed(0)
-    model = MDEQ('tiny', solver_cfg=dict(TIGHT), **kw).eval()
-    with torch.no_grad():
-        for mod in model.deq_layer.post_fuse_layers.modules():
-            if isinstance(mod, torch.nn.GroupNorm):
-                mod.weight.mul_(0.1)
-                mod.bias.add_(0.5)
-    return model
+    return make_contractive(MDEQ('tiny', solver_cfg=dict(TIGHT), **kw)).eval()
 
 
 def test_starting_at_the_fixed_point_needs_one_evaluation():
@@ -31,10 +23,10 @@ def test_starting_at_the_fixed_point_needs_one_evaluation():
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         cold = model(x)
-        z_star = model.last_state
+        z_star = model.last_output.state
         assert model.last_stats.forward.nfev.min() > 5
         warm = model(x, z_init=z_star)
-    assert model.last_start == 'given'
+    assert model.last_output.start == 'given'
     assert model.last_stats.forward.nfev.tolist() == [1, 1]
     for a, b in zip(warm, cold):
         torch.testing.assert_close(a, b)
@@ -48,10 +40,10 @@ def test_warm_start_on_a_moved_input_saves_evaluations_at_equal_residual():
         model(x)
         cold = model(x2)
         n_cold = int(model.last_stats.forward.nfev)
+        model.set_warm_start(True)
         model(x)
-        model.warm_start = True
         warm = model(x2)
-    assert model.last_start == 'warm'
+    assert model.last_output.start == 'warm'
     n_warm = int(model.last_stats.forward.nfev)
     assert n_warm < n_cold
     assert float(model.last_stats.forward.rel_lowest) < TIGHT['tol']
@@ -82,9 +74,9 @@ def test_one_evaluation_per_frame_warm_tracks_the_fixed_point():
     x = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
         ref = model(x)  # the fixed point to 1e-6
-        model.deq.solver_cfg = dict(max_iter=0, tol=0.)
+        model.deq.configure(solver_cfg=dict(max_iter=0, tol=0.))
         cold = model(x)
-        model.warm_start, model.last_state = True, None
+        model.set_warm_start(True)
         errors = []
         for _ in range(8):
             out = model(x)
@@ -100,22 +92,18 @@ def test_one_evaluation_per_frame_warm_tracks_the_fixed_point():
 
 def test_warm_start_with_another_size_starts_cold_and_bad_z_init_raises():
     model = tiny()
-    model.warm_start = True
+    model.set_warm_start(True)
     with torch.no_grad():
         model(torch.randn(1, 3, 16, 16))
         model(torch.randn(1, 3, 16, 32))
-        assert model.last_start == 'cold'
+        assert model.last_output.start == 'cold'
         with pytest.raises(ValueError, match='z_init must hold one map per'):
             model(torch.randn(1, 3, 16, 16),
                   z_init=[torch.zeros(1, 24, 8, 8)] * 2)
 
 
 def linear(dim=6, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    A = torch.randn(dim, dim, generator=g, dtype=torch.float64)
-    A = 0.8 * A / torch.linalg.matrix_norm(A, 2)
-    x = torch.randn(2, dim, generator=g, dtype=torch.float64)
-    return A, x
+    return scaled_problem(dim, 2, radius=0.8, seed=seed)
 
 
 @pytest.mark.parametrize('tau', [1.0, 0.5])

@@ -7,14 +7,11 @@ import torch
 
 from mdeq_mm.ops import ImplicitLayer
 from mdeq_mm.ops.solvers import broyden
+from ..helpers import scaled_problem
 
 
 def linear_problem(dim=8, bsz=2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    A = torch.randn(dim, dim, generator=g, dtype=torch.float64)
-    A = 0.9 * A / torch.linalg.matrix_norm(A, 2)
-    b = torch.randn(bsz, dim, generator=g, dtype=torch.float64)
-    return A, b
+    return scaled_problem(dim, bsz, radius=0.9, seed=seed)
 
 
 def dense_good_broyden(zs, gs):

@@ -29,9 +29,10 @@ def traces(model, inputs, samples, solver, budget, options=None):
     backbone = find_mdeq(model)
     deq = backbone.deq
     options = dict(stop_mode='rel', **(options or {}))
-    set_solver(model, solver, budget, tol=0., phase='both', options=options)
-    deq.set_grad('ift', dict(solver=solver, solver_cfg=dict(
-        options, max_iter=budget - 1, tol=0.)))
+    deq.set_grad('ift', dict(init='zero'))  # (SHINE needs Broyden forward)
+    for phase in ('both', 'backward'):
+        set_solver(model, solver, budget, tol=0., phase=phase,
+                   options=options)
     deq.trace_scales = True
     model.train()
     for m in model.modules():  # keep BatchNorm statistics fixed

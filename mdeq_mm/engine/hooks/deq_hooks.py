@@ -2,8 +2,9 @@
 """mmengine hooks for MDEQ training: warm-up switch, Jacobian loss schedule
 and solver telemetry.
 
-They only read and set plain attributes of the backbone (``mode``,
-``last_stats``); the backbone knows nothing of the Runner.
+They set the backbone's settings (``mode``, the Jacobian loss weight) and
+read the record of its last forward (``last_output``); the backbone knows
+nothing of the Runner.
 """
 from mmengine.hooks import Hook
 
@@ -129,10 +130,10 @@ class DEQTelemetryHook(Hook):
         self.backward_total = 0  # samples with a backward solve
 
     def _push(self, runner, prefix: str) -> None:
-        stats = find_mdeq(runner.model).last_stats
-        if stats is None:
+        output = find_mdeq(runner.model).last_output
+        if output is None:
             return
-        scalars = stats.summary()
+        scalars = output.summary()
         if 'bwd_fallback' in scalars:  # the running total, not this batch's
             scalars['bwd_fallback'] = float(self.fallback_total)
         for key, value in scalars.items():

@@ -7,6 +7,7 @@ installed). Imports only torch, mmengine and mmcv.cnn.
 import math
 import warnings
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
@@ -62,6 +63,47 @@ ARCH_KEYS = ('num_channels', 'num_blocks', 'expansion', 'num_groups',
              'downsample_times', 'weight_norm')
 MODES = ('implicit', 'unrolled')
 JAC_LOSS_KEYS = ('weight', 'freq', 'n_samples')
+
+
+@dataclass(frozen=True)
+class MDEQOutput:
+    """What one MDEQ forward produced besides its maps, built once at the
+    end of the forward and kept as the backbone's ``last_output`` until the
+    next one. The segmentor / classifier take the regularisers from it
+    (``DEQEncoderDecoder``, ``DEQImageClassifier``), the hooks its
+    statistics, the next forward its state (a warm start).
+
+    Attributes:
+        stats (DEQStats): the implicit (or unrolled) layer's statistics.
+        start (str): where the solve started: 'cold' (z = 0), 'warm' (the
+            previous forward's ``state``) or 'given' (``z_init``).
+        state (list[Tensor]): the detached, padded-size state to start the
+            next input from: f(z*) without grad (one step past z*, for
+            free), z* otherwise.
+        jac_loss (Tensor | None): weight × the Jacobian estimate (a
+            differentiable scalar), in the training forwards that drew it.
+        jac_frobenius (Tensor | None): (B,) the estimate of
+            ‖J_f(z*)‖²_F / D behind ``jac_loss``.
+        corrections (tuple): the fixed-point correction states, each cropped
+            like the backbone's output (a tuple of maps), earliest first.
+        correction_weights (tuple[float]): their loss weights.
+    """
+    stats: DEQStats
+    start: str
+    state: List[Tensor]
+    jac_loss: Optional[Tensor] = None
+    jac_frobenius: Optional[Tensor] = None
+    corrections: Tuple[Tuple[Tensor, ...], ...] = ()
+    correction_weights: Tuple[float, ...] = ()
+
+    def summary(self) -> Dict[str, float]:
+        """Scalars for logging: the layer's, plus the Jacobian estimate
+        (host syncs; call after backward)."""
+        out = self.stats.summary()
+        if self.jac_frobenius is not None:
+            out['jac_frobenius'] = self.jac_frobenius.mean().item()
+            out['nfev_tracked'] += 1
+        return out
 
 
 def resolve_arch(arch: Union[str, dict]) -> dict:
@@ -140,9 +182,9 @@ class MDEQ(BaseModule):
         fp_correction (dict | None): fixed-point correction (DEQ flow):
             in training, n_states − 1 forward iterates get a tracked damped
             step each (see :class:`~mdeq_mm.ops.ImplicitLayer`'s
-            ``correction``), left in ``corrections`` with their loss
-            weights ``correction_weights`` = gamma^(n − i) (gamma default
-            0.8; z* has weight 1); ``DEQEncoderDecoder`` /
+            ``correction``), left in ``last_output.corrections`` with
+            their loss weights ``correction_weights`` = gamma^(n − i)
+            (gamma default 0.8; z* has weight 1); ``DEQEncoderDecoder`` /
             ``DEQImageClassifier`` add the head's losses on each as
             ``fpc<i>.<loss>``. Keys: n_states, tau, gamma. None: off.
         jac_loss (dict | None): Jacobian regularisation (Bai et al., ICML
@@ -150,9 +192,10 @@ class MDEQ(BaseModule):
             ``weight`` × the Hutchinson estimate of ‖J_f(z*)‖²_F / D
             (``n_samples`` probes, on one extra application of f at the
             detached output state; differentiable) is left in
-            ``jac_loss``; ``DEQEncoderDecoder`` / ``DEQImageClassifier``
-            add it to the losses as ``loss_jac``. Keys: weight, freq
-            (default 1.0), n_samples (default 2). None: off.
+            ``last_output.jac_loss``; ``DEQEncoderDecoder`` /
+            ``DEQImageClassifier`` add it to the losses as ``loss_jac``.
+            Keys: weight, freq (default 1.0), n_samples (default 2).
+            None: off.
         pretrained (str | None): deprecated; use init_cfg.
         init_cfg (dict | None): mmengine init config, e.g.
             ``dict(type='Pretrained', checkpoint=..., prefix='backbone.')``.
@@ -220,22 +263,14 @@ class MDEQ(BaseModule):
                                  grad_cfg, solver_dtype,
                                  correction if fp_correction else None)
         self.correction_gamma = gamma
-        # per forward in training: the correction states' outputs (like
-        # the backbone's output) and their loss weights
-        self.corrections: List[Tuple[Tensor, ...]] = []
-        self.correction_weights: List[float] = []
         self.unrolled = ImplicitLayer(
             grad='unrolled', grad_cfg=dict(depth=unrolled_depth))
-        self.last_stats: Optional[DEQStats] = None
-        # the (detached, padded-size) state of the last forward (f(z*)
-        # without grad, else z*), and whether
-        # the next forward starts from it when its shapes match (warm start
-        # across video frames; see mdeq_mm.apis.segment_sequence)
-        self.last_state: Optional[List[Tensor]] = None
+        # start each forward from the last one's state when the shapes
+        # match (a warm start across video frames; see set_warm_start)
         self.warm_start = False
-        self.last_start = 'cold'  # 'cold', 'warm' (last_state) or 'given'
+        # what the last forward produced (see MDEQOutput)
+        self.last_output: Optional[MDEQOutput] = None
         self.jac_loss_cfg = self._jac_loss_cfg(jac_loss)
-        self.jac_loss: Optional[Tensor] = None
         self._reference_init()
         if frozen:
             self._freeze()
@@ -371,10 +406,10 @@ class MDEQ(BaseModule):
             x (Tensor): images (B, in_channels, H, W).
             z_init (list[Tensor] | None): initial state, one map per branch
                 of the shapes of :meth:`initial_state` (the input padded to
-                a multiple of ``size_divisor``), e.g. the ``last_state`` of
-                the previous video frame; None starts from z = 0, or from
-                ``last_state`` when ``warm_start`` is set and its shapes
-                match.
+                a multiple of ``size_divisor``), e.g. the
+                ``last_output.state`` of the previous video frame; None
+                starts from z = 0, or from that state when ``warm_start``
+                is set and its shapes match.
 
         Returns:
             tuple[Tensor]: n maps, map i of shape (B, C_i, H / s_i, W / s_i)
@@ -386,30 +421,38 @@ class MDEQ(BaseModule):
                 return self._forward(x, h, w, z_init)
         return self._forward(x, h, w, z_init)
 
-    def _start(self, inj: Tensor,
-               z_init: Optional[List[Tensor]]) -> List[Tensor]:
-        """The initial state: ``z_init`` (checked), the last state (warm
-        start), or zeros."""
+    @property
+    def last_stats(self) -> Optional[DEQStats]:
+        """The statistics of the last forward (``last_output.stats``)."""
+        return self.last_output.stats if self.last_output else None
+
+    def set_warm_start(self, enabled: bool) -> None:
+        """Start each forward from the previous one's state (when the
+        shapes match) or from z = 0; either way, the next forward starts
+        cold (the carried state is dropped)."""
+        self.warm_start = bool(enabled)
+        self.last_output = None
+
+    def _start(self, inj: Tensor, z_init: Optional[List[Tensor]]
+               ) -> Tuple[List[Tensor], str]:
+        """The initial state and where it came from: ``z_init`` (checked,
+        'given'), the last forward's state ('warm') or zeros ('cold')."""
         z0 = self.initial_state(inj)
-        warm = (z_init is None and self.warm_start
-                and self.last_state is not None
-                and [t.shape for t in self.last_state] == [t.shape
-                                                           for t in z0])
-        if warm:
-            z_init = self.last_state
-        self.last_start = 'warm' if warm else 'cold' if z_init is None \
-            else 'given'
+        last = self.last_output
+        if z_init is None and self.warm_start and last is not None and \
+                [t.shape for t in last.state] == [t.shape for t in z0]:
+            return [a.to(b) for a, b in zip(last.state, z0)], 'warm'
         if z_init is None:
-            return z0
+            return z0, 'cold'
         if len(z_init) != len(z0) or any(
                 a.shape != b.shape for a, b in zip(z_init, z0)):
             raise ValueError(
                 'z_init must hold one map per branch with the shapes '
                 f'{[tuple(t.shape) for t in z0]} (this input, padded to a '
                 f'multiple of {self.size_divisor}), got '
-                f'{[tuple(t.shape) for t in z_init]}; pass the last_state '
-                'of a forward on an input of the same size')
-        return [a.detach().to(b) for a, b in zip(z_init, z0)]
+                f'{[tuple(t.shape) for t in z_init]}; pass the '
+                'last_output.state of a forward on an input of the same size')
+        return [a.detach().to(b) for a, b in zip(z_init, z0)], 'given'
 
     def _forward(self, x: Tensor, h: int, w: int,
                  z_init: Optional[List[Tensor]] = None
@@ -418,7 +461,7 @@ class MDEQ(BaseModule):
         inj = self.stage0(feat) if self.stage0 is not None else feat
         injection = [inj] + [layer(inj) for layer in self.inject_layers]
         injection += [None] * (self.num_branches - len(injection))
-        z0 = self._start(inj, z_init)
+        z0, start = self._start(inj, z_init)
         self.deq_layer.reset()
 
         def f(z: List[Tensor]) -> List[Tensor]:
@@ -430,20 +473,23 @@ class MDEQ(BaseModule):
                 z, stats = self.unrolled(f, z0)
             else:
                 z, stats = self.deq(f, z0, training=self.training)
-            self.jac_loss = self._jacobian_loss(f, z, stats)
+            jac = self._jacobian_loss(f, z)
         finally:
             self.deq_layer.clear()
-        self.last_stats = stats
-        # f(z*) when the solve kept it (no grad): one step closer to the
-        # fixed point than z*, for free (video: with 1 f evaluation per
-        # frame, z_t = f_t(z_t-1) tracks the fixed point instead of
-        # standing at z = 0)
-        self.last_state = [t.detach() for t in stats.next_state or z]
-        states = stats.corrections or []
-        self.corrections = [self._crop(zc, h, w) for zc in states]
+        states = stats.corrections or ()
         n = len(states) + 1
-        self.correction_weights = [self.correction_gamma**(n - 1 - i)
-                                   for i in range(len(states))]
+        self.last_output = MDEQOutput(
+            stats=stats, start=start,
+            # f(z*) when the solve kept it (no grad): one step closer to
+            # the fixed point than z*, for free (video: with 1 f evaluation
+            # per frame, z_t = f_t(z_t-1) tracks the fixed point instead of
+            # standing at z = 0)
+            state=[t.detach() for t in stats.next_state or z],
+            jac_loss=jac[0] if jac else None,
+            jac_frobenius=jac[1] if jac else None,
+            corrections=tuple(self._crop(zc, h, w) for zc in states),
+            correction_weights=tuple(self.correction_gamma**(n - 1 - i)
+                                     for i in range(len(states))))
         return self._crop(z, h, w)
 
     def _crop(self, z: List[Tensor], h: int, w: int) -> Tuple[Tensor, ...]:
@@ -454,12 +500,11 @@ class MDEQ(BaseModule):
             out.append(zi[..., :math.ceil(h / s), :math.ceil(w / s)])
         return tuple(out)
 
-    def _jacobian_loss(self, f, z: List[Tensor],
-                       stats: DEQStats) -> Optional[Tensor]:
-        """weight × ‖J_f(z)‖²_F / D (batch mean), on one extra application
-        of f at the detached state, in a ``freq`` fraction of training
-        forwards; None otherwise. The per-sample estimate goes to
-        ``stats.jac_frobenius`` (logged by DEQTelemetryHook)."""
+    def _jacobian_loss(self, f, z: List[Tensor]
+                       ) -> Optional[Tuple[Tensor, Tensor]]:
+        """(weight × ‖J_f(z)‖²_F / D as a batch mean, the per-sample
+        estimate), on one extra application of f at the detached state, in
+        a ``freq`` fraction of training forwards; None otherwise."""
         cfg = self.jac_loss_cfg
         if (cfg is None or not cfg['weight'] or not self.training
                 or self.frozen or not torch.is_grad_enabled()
@@ -469,19 +514,13 @@ class MDEQ(BaseModule):
         flat = packer.pack([t.detach() for t in z]).requires_grad_()
         fz = packer.pack(f(packer.unpack(flat)), flat.dtype)
         estimate = jacobian_frobenius(fz, flat, cfg['n_samples'])
-        stats.jac_frobenius = estimate.detach()
-        stats.nfev_tracked += 1
-        return cfg['weight'] * estimate.mean()
+        return cfg['weight'] * estimate.mean(), estimate.detach()
 
     # ------------------------------------------------------------------
-    @property
-    def f_parameters(self) -> int:
-        """Number of parameters of f_θ (including weight-norm g)."""
-        return sum(p.numel() for p in self.deq_layer.parameters())
-
     def extra_repr(self) -> str:
         return (f'arch={self.arch}, mode={self.mode!r}, '
                 f'solver={self.deq.solver!r}, grad={self.deq.grad!r}')
 
 
-__all__ = ['MDEQ', 'ARCH_SETTINGS', 'resolve_arch', 'WeightNormConv2d']
+__all__ = ['MDEQ', 'MDEQOutput', 'ARCH_SETTINGS', 'resolve_arch',
+           'WeightNormConv2d']

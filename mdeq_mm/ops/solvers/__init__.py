@@ -29,14 +29,16 @@ from .anderson import anderson
 from .broyden import broyden
 from .fixed_point import fixed_point
 from .loop import (CONVERGED, DIVERGED, MAX_ITER, NON_FINITE, REASONS,
-                   STOP_MODES, SolverStats, is_static, static_graph)
-from .registry import (SOLVERS, check_solver_cfg, get_solver,
-                       register_solver, solve, solver_default,
+                   STOP_MODES, LoopOptions, SolverStats, is_static,
+                   static_graph)
+from .registry import (SOLVERS, budget_of, check_solver_cfg, get_solver,
+                       max_iter_for, register_solver, solve, solver_default,
                        solver_options)
 
 __all__ = [
     'anderson', 'broyden', 'fixed_point', 'CONVERGED', 'DIVERGED',
-    'MAX_ITER', 'NON_FINITE', 'REASONS', 'STOP_MODES', 'SolverStats',
-    'is_static', 'static_graph', 'SOLVERS', 'check_solver_cfg', 'get_solver',
-    'register_solver', 'solve', 'solver_default', 'solver_options'
+    'MAX_ITER', 'NON_FINITE', 'REASONS', 'STOP_MODES', 'LoopOptions',
+    'SolverStats', 'is_static', 'static_graph', 'SOLVERS', 'budget_of',
+    'check_solver_cfg', 'get_solver', 'max_iter_for', 'register_solver',
+    'solve', 'solver_default', 'solver_options'
 ]

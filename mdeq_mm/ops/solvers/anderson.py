@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from .linalg import _diagonal, _eye, _solve_unpivoted
-from .loop import _iterate, _merge, _Method, is_static
+from .loop import LoopOptions, _iterate, _merge, _Method, is_static
 from .registry import register_solver
 
 
@@ -89,7 +89,19 @@ class _Anderson(_Method):
         return _merge(good, mixed, fallback)
 
 
-@register_solver('anderson')
+def _check(cfg):
+    problems = []
+    if not isinstance(cfg['m'], int) or cfg['m'] < 1:
+        problems.append(f"m must be an int >= 1, got {cfg['m']!r}")
+    if not cfg['lam'] >= 0:
+        problems.append(f"lam must be >= 0, got {cfg['lam']!r}")
+    if not 0 < cfg['beta'] <= 1:
+        problems.append(f"beta must be in (0, 1], got {cfg['beta']!r}")
+    if problems:
+        raise ValueError('; '.join(problems))
+
+
+@register_solver('anderson', check=_check)
 def anderson(f, z0, *, max_iter=50, tol=1e-3, stop_mode='rel',
              check_every=None, divergence=1e4, scales=None, m=6, lam=1e-4,
              beta=1.0):
@@ -101,5 +113,5 @@ def anderson(f, z0, *, max_iter=50, tol=1e-3, stop_mode='rel',
             relative to the mean squared residual in the history.
         beta (float): damping of the mixed update.
     """
-    return _iterate(f, z0, _Anderson(m, lam, beta), max_iter, tol, stop_mode,
-                    check_every, divergence, scales)
+    return _iterate(f, z0, _Anderson(m, lam, beta), LoopOptions(
+        max_iter, tol, stop_mode, check_every, divergence, scales))

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from .linalg import _diagonal, _eye, _solve_lower, _strictly_lower
-from .loop import _iterate, _Method, _norm, is_static
+from .loop import LoopOptions, _iterate, _Method, _norm, is_static
 from .registry import register_solver
 
 
@@ -236,7 +236,15 @@ class _Broyden(_Method):
         self.g_prev = g_new
 
 
-@register_solver('broyden')
+def _check(cfg):
+    history = cfg['history']
+    if history is not None and (not isinstance(history, int)
+                                or history < 1):
+        raise ValueError(f'history must be None or an int >= 1, got '
+                         f'{history!r}')
+
+
+@register_solver('broyden', check=_check)
 def broyden(f, z0, *, max_iter=30, tol=1e-3, stop_mode='rel',
             check_every=None, divergence=1e4, scales=None, history=16):
     """Limited-memory good Broyden (see :func:`fixed_point` for the args).
@@ -249,5 +257,5 @@ def broyden(f, z0, *, max_iter=30, tol=1e-3, stop_mode='rel',
             restart: the reference's and torchdeq's iterates).
     """
     history = max_iter + 1 if history is None else history
-    return _iterate(f, z0, _Broyden(history, max_iter), max_iter, tol,
-                    stop_mode, check_every, divergence, scales)
+    return _iterate(f, z0, _Broyden(history, max_iter), LoopOptions(
+        max_iter, tol, stop_mode, check_every, divergence, scales))

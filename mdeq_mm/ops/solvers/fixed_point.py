@@ -2,7 +2,7 @@
 """Damped fixed-point iteration."""
 import torch
 
-from .loop import _iterate, _Method
+from .loop import LoopOptions, _iterate, _Method
 from .registry import register_solver
 
 
@@ -15,7 +15,12 @@ class _FixedPoint(_Method):
         return fz if self.tau == 1 else torch.add(z, g, alpha=self.tau)
 
 
-@register_solver('fixed_point')
+def _check(cfg):
+    if not 0 < cfg['tau'] <= 1:
+        raise ValueError(f"tau must be in (0, 1], got {cfg['tau']!r}")
+
+
+@register_solver('fixed_point', check=_check)
 def fixed_point(f, z0, *, max_iter=50, tol=1e-3, stop_mode='rel',
                 check_every=None, divergence=1e4, scales=None, tau=1.0):
     """Damped fixed-point iteration z ← z + tau (f(z) − z).
@@ -44,5 +49,5 @@ def fixed_point(f, z0, *, max_iter=50, tol=1e-3, stop_mode='rel',
         tuple[Tensor, SolverStats]: the lowest-residual iterate per sample
         and its statistics.
     """
-    return _iterate(f, z0, _FixedPoint(tau), max_iter, tol, stop_mode,
-                    check_every, divergence, scales)
+    return _iterate(f, z0, _FixedPoint(tau), LoopOptions(
+        max_iter, tol, stop_mode, check_every, divergence, scales))

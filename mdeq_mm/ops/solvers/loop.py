@@ -39,7 +39,7 @@ def is_static() -> bool:
     return _STATIC[0]
 
 
-@dataclass
+@dataclass(frozen=True)
 class SolverStats:
     """Per-sample statistics of one solve (all tensors have B rows).
 
@@ -51,15 +51,16 @@ class SolverStats:
         abs_lowest (Tensor): (B,) absolute residual of the returned iterate.
         rel_lowest (Tensor): (B,) relative residual of the returned iterate.
         reason (Tensor): (B,) stop reason, an index into ``REASONS``.
-        fz (Tensor, optional): (B, D) f at the returned iterate; consumers
-            may drop it (set to None) once used.
+        fz (Tensor, optional): (B, D) f at the returned iterate (a
+            consumer keeps a copy without it, ``dataclasses.replace``, once
+            used).
         rel_trace_scales (Tensor, optional): (B, T+1, S) relative residual
             of each of S segments of the state (e.g. the scales of an MDEQ),
             recorded when the solver is given ``scales``.
         inverse (Callable, optional): v ↦ v H for (B, D) row vectors v, with
             H the solver's estimate of the inverse Jacobian of
             g(z) = f(z) − z at its last iterate (Broyden only; it holds the
-            solver's memory: consumers drop it, set to None, once used).
+            solver's memory: a consumer keeps a copy without it once used).
     """
     abs_trace: Tensor
     rel_trace: Tensor
@@ -128,16 +129,46 @@ def _segment_rel(g: Tensor, fz: Tensor, scales) -> Tensor:
     ], 1)
 
 
-def _check_args(z0: Tensor, stop_mode: str, max_iter: int) -> None:
+@dataclass(frozen=True)
+class LoopOptions:
+    """The options every solver shares, checked when made (see
+    :func:`~mdeq_mm.ops.solvers.fixed_point` for their meaning)."""
+    max_iter: int
+    tol: float
+    stop_mode: str
+    check_every: Optional[int] = None
+    divergence: float = 1e4
+    scales: Optional[Sequence[int]] = None
+
+    def __post_init__(self):
+        problems = []
+        if not isinstance(self.max_iter, int) or isinstance(
+                self.max_iter, bool) or self.max_iter < 0:
+            problems.append(f'max_iter must be an int >= 0, got '
+                            f'{self.max_iter!r}')
+        if not isinstance(self.tol, (int, float)) or self.tol < 0:
+            problems.append(f'tol must be a number >= 0, got {self.tol!r}')
+        if self.stop_mode not in STOP_MODES:
+            problems.append(f'stop_mode must be one of {STOP_MODES}, got '
+                            f'{self.stop_mode!r}')
+        if self.check_every is not None and (
+                not isinstance(self.check_every, int)
+                or self.check_every < 1):
+            problems.append(f'check_every must be None or an int >= 1, got '
+                            f'{self.check_every!r}')
+        if not isinstance(self.divergence, (int, float)) or \
+                not self.divergence > 1:
+            problems.append(f'divergence must be a number > 1, got '
+                            f'{self.divergence!r}')
+        if problems:
+            raise ValueError('; '.join(problems))
+
+
+def _check_state(z0: Tensor) -> None:
     if z0.dim() != 2:
         raise ValueError(f'solvers take flat states of shape (B, D); got '
                          f'{tuple(z0.shape)}. Pack multiscale states with '
                          'mdeq_mm.ops.StatePacker first.')
-    if stop_mode not in STOP_MODES:
-        raise ValueError(f'stop_mode must be one of {STOP_MODES}, '
-                         f'got {stop_mode!r}')
-    if max_iter < 0:
-        raise ValueError(f'max_iter must be >= 0, got {max_iter}')
 
 
 class _State:
@@ -188,16 +219,8 @@ class _Best:
             self.fz = _merge(better, state.fz, self.fz)
 
 
-def _iterate(f: Callable[[Tensor], Tensor],
-             z0: Tensor,
-             method: _Method,
-             max_iter: int,
-             tol: float,
-             stop_mode: str,
-             check_every: Optional[int],
-             divergence: float,
-             scales: Optional[Sequence[int]] = None
-             ) -> Tuple[Tensor, SolverStats]:
+def _iterate(f: Callable[[Tensor], Tensor], z0: Tensor, method: _Method,
+             opts: LoopOptions) -> Tuple[Tensor, SolverStats]:
     """The loop shared by all solvers: residuals, freezing, lowest iterate.
 
     Row-wise masking (frozen rows, rejected non-finite rows, lowest-iterate
@@ -206,7 +229,10 @@ def _iterate(f: Callable[[Tensor], Tensor],
     row moved (or improved) skips the masking passes. In
     :func:`static_graph` every step masks and none asks the host.
     """
-    _check_args(z0, stop_mode, max_iter)
+    _check_state(z0)
+    max_iter, tol, stop_mode = opts.max_iter, opts.tol, opts.stop_mode
+    divergence, scales = opts.divergence, opts.scales
+    check_every = opts.check_every
     static = is_static()
     # may the loop ask the host (free on the CPU) to skip masking passes?
     ask = z0.device.type == 'cpu' and not static

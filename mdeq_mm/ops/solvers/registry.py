@@ -1,23 +1,39 @@
 # Copyright (c) mdeq_mm authors. All rights reserved.
-"""Solvers by name: registration, option lists and the ``solve`` entry."""
+"""Solvers by name: registration, option checks, the budget unit and the
+``solve`` entry.
+
+**A budget counts f evaluations**: a solver with ``max_iter=N`` evaluates f
+at most N + 1 times (f(z0), then once per iteration). :func:`budget_of` and
+:func:`max_iter_for` are the one conversion between the two.
+"""
 import inspect
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 from torch import Tensor
 
 from ..validation import check_keys
-from .loop import SolverStats
+from .loop import LoopOptions, SolverStats
 
 SOLVERS: Dict[str, Callable] = {}
+# name -> check(options): raises ValueError on a bad value of the
+# solver's own options (the shared ones are LoopOptions')
+_CHECKS: Dict[str, Callable[[dict], None]] = {}
+_LOOP_KEYS = ('max_iter', 'tol', 'stop_mode', 'check_every', 'divergence',
+              'scales')
 
 
-def register_solver(name: str):
-    """Register ``fn(f, z0, *, <options>)`` under ``name``."""
+def register_solver(name: str,
+                    check: Optional[Callable[[dict], None]] = None):
+    """Register ``fn(f, z0, *, <options>)`` under ``name``; ``check``
+    validates the values of its own options (given with every option,
+    defaults filled in)."""
 
     def deco(fn):
         if name in SOLVERS:
             raise KeyError(f'solver {name!r} is already registered')
         SOLVERS[name] = fn
+        if check is not None:
+            _CHECKS[name] = check
         return fn
 
     return deco
@@ -43,12 +59,37 @@ def get_solver(name: str) -> Callable:
 
 
 def check_solver_cfg(name: str, cfg: dict) -> None:
-    """Raise ValueError naming any option ``name`` does not accept."""
+    """Raise ValueError naming any option ``name`` does not accept and any
+    value out of its range (the valid ones named)."""
     check_keys(cfg, solver_options(name), f'solver {name!r}')
+    params = inspect.signature(get_solver(name)).parameters
+    full = {k: cfg.get(k, params[k].default) for k in solver_options(name)}
+    try:
+        LoopOptions(**{k: full[k] for k in _LOOP_KEYS})
+        if name in _CHECKS:
+            _CHECKS[name](full)
+    except ValueError as e:
+        raise ValueError(f'solver {name!r}: {e}') from None
+
+
+def max_iter_for(budget: int) -> int:
+    """The ``max_iter`` of a budget of ``budget`` f evaluations (>= 1)."""
+    if not isinstance(budget, int) or budget < 1:
+        raise ValueError(f'a solver budget counts f evaluations and must '
+                         f'be an int >= 1, got {budget!r}')
+    return budget - 1
+
+
+def budget_of(name: str, cfg: dict) -> int:
+    """The budget in f evaluations of solver ``name`` with options
+    ``cfg`` (its default ``max_iter`` where ``cfg`` sets none)."""
+    return cfg.get('max_iter', solver_default(name, 'max_iter')) + 1
 
 
 def solve(name: str, f: Callable[[Tensor], Tensor], z0: Tensor,
           **cfg) -> Tuple[Tensor, SolverStats]:
-    """Solve z = f(z) from z0 with the solver registered as ``name``."""
+    """Solve z = f(z) from z0 with the solver registered as ``name``, its
+    options checked (:class:`~mdeq_mm.ops.ImplicitLayer` checks its own
+    once, where they are set, and calls the solver directly)."""
     check_solver_cfg(name, cfg)
     return get_solver(name)(f, z0, **cfg)
