@@ -6,7 +6,8 @@
 * :func:`init_model` builds a config's model for inference, with a
   checkpoint (mmseg's and mmpretrain's ``init_model``, for both tasks).
 * :func:`find_mdeqs` / :func:`find_mdeq` find the MDEQ backbones of a
-  model (also inside a DDP wrapper).
+  model (also inside a DDP wrapper); :func:`data_batch` makes a few
+  preprocessed inputs from its config's data.
 * :func:`set_solver` changes their solver, budget, tolerance and solver
   dtype through the implicit layer's validated owner of its settings;
   :func:`solver_settings` reads them.
@@ -157,6 +158,27 @@ def init_model(config,
     model = revert_sync_batchnorm(model).eval().to(device)
     model.cfg = cfg
     return model
+
+
+def data_batch(model: nn.Module, n: int = 2, split: str = 'val',
+               training: bool = False):
+    """``n`` preprocessed samples of the first ones of the
+    ``<split>_dataloader`` dataset of ``model.cfg`` (a model from
+    :func:`init_model`): ``(inputs, data_samples)`` as the model's data
+    preprocessor makes them (``training`` selects its training mode)."""
+    from mmengine.dataset import pseudo_collate
+    from mmengine.registry import DefaultScope
+    from mmengine.runner import Runner
+
+    from mdeq_mm.registry import scope_of
+    cfg = model.cfg
+    with DefaultScope.overwrite_default_scope(scope_of(cfg)):
+        loader = dict(cfg[f'{split}_dataloader'])
+        loader.update(batch_size=1, num_workers=0, persistent_workers=False)
+        dataset = Runner.build_dataloader(loader).dataset
+        items = [dataset[i] for i in range(min(n, len(dataset)))]
+        data = model.data_preprocessor(pseudo_collate(items), training)
+    return data['inputs'], data['data_samples']
 
 
 def find_mdeqs(model: nn.Module) -> List[nn.Module]:

@@ -299,9 +299,7 @@ def test_sequence_tool_fixed_budgets_against_the_reference(snippet_root,
 
 
 def test_equal_miou_budget_is_where_every_larger_budget_is_within_margin():
-    import sys
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    from analysis.sequence import equal_miou_budgets
+    from mdeq_mm.video import equal_miou_budgets
 
     def rows(start, mious):
         return [dict(start=start, budget=b, mIoU=m)

@@ -24,13 +24,14 @@ Usage:
         [--cfg-options k=v ...]
 """
 import argparse
-import glob
 import json
 import os
 import os.path as osp
 import subprocess
 import sys
 import time
+
+from tool_utils import final_checkpoint, summarize_run, train_config
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 A = 'configs/ablations/'
@@ -59,63 +60,8 @@ def data_opts(root):
                       'test_dataloader')]
 
 
-def last_val(work_dir):
-    """The last validation entry of the newest run's scalars.json."""
-    entry = {}
-    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
-                                          'scalars.json'))):
-        with open(path) as f:
-            for line in f:
-                item = json.loads(line)
-                if 'mIoU' in item:
-                    entry = item
-    return entry
-
-
-def train(config, work_dir, opts):
-    from tool_utils import final_checkpoint
-    done = osp.isfile(final_checkpoint(osp.join(ROOT, config), work_dir)) and \
-        osp.isfile(osp.join(work_dir, 'run_stats.json'))
-    if done:
-        print(f'  {config}: done before, reusing {work_dir}')
-        return
-    cmd = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir]
-    if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
-        cmd.append('--resume')
-    if opts:
-        cmd += ['--cfg-options'] + opts
-    print(f"  training {config} -> {work_dir}", flush=True)
-    os.makedirs(osp.dirname(osp.join(ROOT, work_dir)), exist_ok=True)
-    with open(osp.join(ROOT, work_dir + '.log'), 'w') as log:
-        subprocess.run(cmd, cwd=ROOT, check=True, stdout=log,
-                       stderr=subprocess.STDOUT)
-
-
-def count_params(config):
-    from analysis._common import build_model
-
-    from mdeq_mm.apis import load_config
-    model, _ = build_model(load_config(osp.join(ROOT, config)))
-    return sum(p.numel() for p in model.parameters())
-
-
-def summarize(name, config, work_dir):
-    from mmengine.config import Config
-    val = last_val(osp.join(ROOT, work_dir))
-    with open(osp.join(ROOT, work_dir, 'run_stats.json')) as f:
-        stats = json.load(f)
-    bsz = Config.fromfile(osp.join(ROOT, config)).val_dataloader.batch_size
-    nfev = val.get('deq/fwd_nfev') or val.get('deq/nfev_tracked')
-    return dict(name=name, config=config, mIoU=val.get('mIoU'),
-                params=count_params(config), s_per_iter=stats['s_per_iter'],
-                peak_mem_mb=stats['peak_mem_mb'],
-                infer_s_per_image=val.get('time', float('nan')) / bsz,
-                nfev=nfev, rel_residual=val.get('deq/fwd_rel_residual'))
-
-
 def budget_rows(work_dir, opts):
     """The baseline at several evaluation budgets (budget_curve.py)."""
-    from tool_utils import final_checkpoint
     config = A + 'baseline.py'
     ckpt = final_checkpoint(osp.join(ROOT, config), work_dir)
     out = osp.join(ROOT, work_dir + '_budget.png')
@@ -165,7 +111,7 @@ def run_group(group, work, opts):
     print(f'== ablation group: {group}', flush=True)
     if group == 'budget':
         base = osp.join(work, 'baseline')
-        train(A + 'baseline.py', base, opts)
+        train_config(A + 'baseline.py', base, opts)
         rows = budget_rows(base, opts)
         text = ('| f evaluations at test time | mIoU | final rel. residual |'
                 '\n|---|---|---|\n' + '\n'.join(
@@ -175,8 +121,8 @@ def run_group(group, work, opts):
         rows = []
         for name, config in GROUPS[group]:
             wd = osp.join(work, osp.splitext(osp.basename(config))[0])
-            train(config, wd, opts)
-            rows.append(summarize(name, config, wd))
+            train_config(config, wd, opts)
+            rows.append(summarize_run(name, config, wd))
         text = table(rows)
         plot(rows, osp.join(ROOT, work, f'{group}.png'), group)
     minutes = (time.time() - start) / 60

@@ -19,9 +19,6 @@ relative residual 1e-2, and with fixed budgets the fewest f evaluations
 per frame at equal mIoU (within 1 of cold at 28) with the pixel agreement
 with that reference on every frame.
 
-``--suite f`` times MDEQ-Small's f_θ and its VJP eager, with channels_last
-tensors and compiled (inductor), with their errors against eager.
-
 ``--suite models`` (the default) times fixed cases, each in its own
 process (peak memory counts PyTorch's CPU allocations through the
 process's peak RSS; torch's allocator on CUDA):
@@ -42,7 +39,7 @@ process's peak RSS; torch's allocator on CUDA):
 Prints markdown tables, writes ``benchmark.json`` and ``benchmark.png``.
 
 Usage:
-    python tools/benchmark.py [--suite models|recipes|video|f]
+    python tools/benchmark.py [--suite models|recipes|video]
         [--device cpu] [--out-dir DIR] [--quick] [--cfg-options k=v ...]
 
 ``--quick`` with ``recipes`` or ``video`` trains 12 iterations per recipe
@@ -266,9 +263,8 @@ def time_recipe(config, checkpoint, data_root, device, kind, repeat):
     preprocessed demo validation image resized; the median of ``repeat``),
     in this fresh process: time, peak memory and the f evaluations."""
     import torch.nn.functional as F
-    from analysis._common import data_batch
 
-    from mdeq_mm.apis import find_mdeqs, init_model
+    from mdeq_mm.apis import data_batch, find_mdeqs, init_model
     torch.manual_seed(0)
     opts = {f'{d}.dataset.data_root': data_root
             for d in ('train_dataloader', 'val_dataloader')}
@@ -276,10 +272,10 @@ def time_recipe(config, checkpoint, data_root, device, kind, repeat):
     mdeq = (find_mdeqs(model) or [None])[0]
     if kind == 'train':
         inputs, samples = data_batch(
-            model.cfg, model, 'mmseg', model.cfg.train_dataloader.batch_size,
-            split='train', training=True)
+            model, model.cfg.train_dataloader.batch_size, split='train',
+            training=True)
     else:
-        inputs, samples = data_batch(model.cfg, model, 'mmseg', 1)
+        inputs, samples = data_batch(model, 1)
         inputs = F.interpolate(inputs, size=(1024, 2048), mode='bilinear')
     step = make_step(model, kind, inputs, samples)
 
@@ -310,7 +306,7 @@ def prepare_demo_data():
     video = osp.join(ROOT, SEQUENCE)
     labels = glob.glob(osp.join(video, 'gtFine', '*', '*', '*_labelIds.png'))
     if len(labels) != SEQUENCE_SNIPPETS * len(SEQUENCE_ANNOTATED):
-        shutil.rmtree(video, ignore_errors=True)  # an older layout
+        shutil.rmtree(video, ignore_errors=True)  # another layout
         write_cityscapes_sequence(video, n_seq=SEQUENCE_SNIPPETS,
                                   n_frames=SEQUENCE_FRAMES,
                                   annotated=SEQUENCE_ANNOTATED)
@@ -319,8 +315,7 @@ def prepare_demo_data():
 def train_recipe(config, out_dir, quick, cfg_options):
     """Train one recipe on the demo data (reused when done before):
     its work dir and final checkpoint."""
-    from ablate import train
-    from tool_utils import final_checkpoint
+    from tool_utils import final_checkpoint, train_config
     opts = [f'{d}.dataset.data_root={CITY}'
             for d in ('train_dataloader', 'val_dataloader',
                       'test_dataloader')] + list(cfg_options)
@@ -329,7 +324,7 @@ def train_recipe(config, out_dir, quick, cfg_options):
                  'default_hooks.checkpoint.interval=12',
                  'param_scheduler.0.end=12']
     wd = osp.join(out_dir, osp.splitext(osp.basename(config))[0])
-    train(config, wd, opts)
+    train_config(config, wd, opts)
     ckpt = osp.join(wd, 'iter_12.pth') if quick else final_checkpoint(
         osp.join(ROOT, config), wd)
     return wd, ckpt
@@ -346,7 +341,7 @@ def _cached(path, quick):
 
 def run_recipes(args):
     """Train, time and compare every recipe (see the module docstring)."""
-    from ablate import summarize
+    from tool_utils import summarize_run
     prepare_demo_data()
     os.makedirs(osp.join(ROOT, args.out_dir), exist_ok=True)
     rows = []
@@ -357,7 +352,7 @@ def run_recipes(args):
         if row is None:
             wd, ckpt = train_recipe(config, args.out_dir, args.quick,
                                     args.cfg_options)
-            row = summarize(name, config, wd)
+            row = summarize_run(name, config, wd)
             for kind in ('train', 'infer'):
                 r = run_isolated(time_recipe, config=config, checkpoint=ckpt,
                                  data_root=CITY, device=args.device,
@@ -378,9 +373,13 @@ def run_recipes(args):
 def run_video(args):
     """Every MDEQ recipe (trained as by ``--suite recipes``, in the same
     work dirs) on the demo snippets, cold vs warm, in both protocols of
-    tools/analysis/sequence.py."""
-    from analysis.sequence import main as sequence
+    :mod:`mdeq_mm.video` (as tools/analysis/sequence.py runs them)."""
+    from mdeq_mm.apis import init_model, set_solver
+    from mdeq_mm.datasets import cityscapes_sequences
+    from mdeq_mm.video import (compare_starts, equal_miou_budgets,
+                               plot_rows, sweep_budgets)
     prepare_demo_data()
+    snippets = cityscapes_sequences(osp.join(ROOT, SEQUENCE), 'val')
     train_dir = osp.join(osp.dirname(args.out_dir), 'recipes')
     rows = []
     for name, config in RECIPES[1:]:
@@ -392,13 +391,15 @@ def run_video(args):
                                    args.cfg_options)
             print(f'  {name}: video inference cold vs warm', flush=True)
             out = osp.join(ROOT, args.out_dir, stem)
-            common = [config, ckpt, '--data-root', SEQUENCE]
-            tol = sequence(common + ['--tol', str(SEQUENCE_TOL), '--budget',
-                                     str(max(SEQUENCE_BUDGETS)),
-                                     '--out', out + '_tol.png'])
-            fixed = sequence(common + ['--budgets'] + [
-                str(b) for b in SEQUENCE_BUDGETS] + ['--out',
-                                                     out + '_budgets.png'])
+            model = init_model(config, ckpt)
+            set_solver(model, budget=max(SEQUENCE_BUDGETS), tol=SEQUENCE_TOL,
+                       options=dict(stop_mode='rel'))
+            tol = compare_starts(model, snippets)
+            save_results(tol, out + '_tol.png', plot_rows)
+            fixed = sweep_budgets(model, snippets, SEQUENCE_BUDGETS)
+            fixed = dict(rows=fixed, equal_mIoU=equal_miou_budgets(fixed))
+            save_results(fixed, out + '_budgets.png',
+                         lambda _, png: plot_rows(fixed['rows'], png))
             row = dict(name=name, tolerance=[
                 {k: v for k, v in r.items() if k != 'nfev_trace'}
                 for r in tol], **fixed)
@@ -514,97 +515,10 @@ def plot_recipes(rows, path):
     fig.savefig(path, dpi=100)
 
 
-def time_f(variant, size, repeat):
-    """MDEQ-Small's f_θ alone (random init, batch 1 at ``size``): f and its
-    vector-Jacobian product with respect to the state, eager, with
-    channels_last tensors or compiled (``torch.compile``, inductor), each
-    against the eager result."""
-    import time
-    from mdeq_mm.models import MDEQ
-    torch.manual_seed(0)
-    mdeq = MDEQ('small', norm_cfg=dict(type='BN')).eval()
-    x = torch.randn(1, 3, *size)
-    with torch.no_grad():
-        inj = mdeq.stage0(mdeq.stem(x))
-    z = [torch.randn_like(t) * 0.1 for t in mdeq.initial_state(inj)]
-    injection = [inj] + [None] * 3
-    mdeq.deq_layer.reset()
-
-    def f(zs, inj_list):
-        return mdeq.deq_layer(zs, inj_list)
-
-    with torch.no_grad():
-        ref = f(z, injection)
-    zt = [t.clone().requires_grad_() for t in z]
-    ref_out = f(zt, injection)
-    w = [torch.randn_like(t) for t in ref_out]
-    ref_vjp = torch.autograd.grad(ref_out, zt, w)
-    compile_s = 0.0
-    fn, zs, inj_list = f, z, injection
-    if variant == 'channels_last':
-        mdeq.to(memory_format=torch.channels_last)
-        mdeq.deq_layer.reset()
-        zs = [t.contiguous(memory_format=torch.channels_last) for t in z]
-        inj_list = [inj.contiguous(memory_format=torch.channels_last)] + \
-            [None] * 3
-    elif variant == 'compiled':
-        fn = torch.compile(f)
-        t = time.perf_counter()
-        with torch.no_grad():
-            fn(zs, inj_list)
-        zc = [t.clone().requires_grad_() for t in zs]
-        torch.autograd.grad(fn(zc, inj_list), zc, w)
-        compile_s = time.perf_counter() - t
-
-    def fwd():
-        with torch.no_grad():
-            return fn(zs, inj_list)
-
-    zv = [t.clone().requires_grad_() for t in zs]
-
-    def vjp():
-        return torch.autograd.grad(fn(zv, inj_list), zv, w)
-
-    fwd(), vjp()  # warm-up
-    out = dict(variant=variant, size=list(size), compile_s=compile_s,
-               f_s=timed(fwd, 'cpu', repeat), vjp_s=timed(vjp, 'cpu', repeat))
-    err = max(float((a - b).abs().max() / b.abs().max())
-              for a, b in zip(fwd(), ref))
-    verr = max(float((a - b).abs().max() / b.abs().max())
-               for a, b in zip(vjp(), ref_vjp))
-    out.update(f_max_rel_err=err, vjp_max_rel_err=verr)
-    return out
-
-
-def run_f(args):
-    rows = []
-    for variant in ('eager', 'channels_last', 'compiled'):
-        r = run_isolated(time_f, variant=variant, size=(256, 512),
-                         repeat=max(3, args.repeat))
-        rows.append(r)
-        print(f"  {variant}: f {r['f_s']:.3f} s, vjp {r['vjp_s']:.3f} s",
-              flush=True)
-    base = rows[0]
-    print('\n### MDEQ-Small f_θ, 256x512, batch 1\n')
-    print('| variant | f (s) | x eager | VJP (s) | x eager | compile (s) | '
-          'max rel. error f / VJP |\n|---|---|---|---|---|---|---|')
-    for r in rows:
-        print(f"| {r['variant']} | {r['f_s']:.3f} | "
-              f"{base['f_s'] / r['f_s']:.2f} | {r['vjp_s']:.3f} | "
-              f"{base['vjp_s'] / r['vjp_s']:.2f} | {r['compile_s']:.0f} | "
-              f"{r['f_max_rel_err']:.1e} / {r['vjp_max_rel_err']:.1e} |")
-    path = osp.join(args.out_dir, 'f.json')
-    os.makedirs(args.out_dir, exist_ok=True)
-    with open(path, 'w') as fh:
-        json.dump(rows, fh, indent=1)
-    print(f'\nwrote {path}')
-    return rows
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--suite',
-                        choices=['models', 'recipes', 'video', 'f'],
+                        choices=['models', 'recipes', 'video'],
                         default='models')
     parser.add_argument('--device', default='cuda' if
                         torch.cuda.is_available() else 'cpu')
@@ -622,8 +536,6 @@ def main():
         return run_recipes(args)
     if args.suite == 'video':
         return run_video(args)
-    if args.suite == 'f':
-        return run_f(args)
     rows = []
     for task, model, mode, size, bsz, kind, max_iter in make_plan(args.quick):
         r = run_isolated(run_case, task=task, model=model, mode=mode,

@@ -94,12 +94,15 @@ def transfer_baselines(wd, city, pre):
 
 def summarize(wd, names, pred_dir, start):
     """The transfer table, summary.json and the closing line."""
-    from analysis.compare_transfer import main as compare
+    from mdeq_mm.engine import run_summary, runs_table
     folders = {'from scratch': 'seg_scratch', 'fine-tuned': 'seg_finetune',
                'frozen backbone': 'seg_frozen'}
     print('\nTransfer comparison (demo data, validation split):')
-    rows = compare([osp.join(wd, folders[n]) for n in names] + ['--names'] +
-                   names + ['--out', osp.join(wd, 'transfer.md')])
+    rows = [run_summary(osp.join(wd, folders[n]), n) for n in names]
+    text = runs_table(rows)
+    print(text)
+    with open(osp.join(ROOT, wd, 'transfer.md'), 'w') as f:
+        f.write(text + '\n')
     finetune = next(r for r in rows if r['name'] == 'fine-tuned')
     pngs = len([p for p in os.listdir(osp.join(ROOT, pred_dir))
                 if p.endswith('.png')]) if osp.isdir(

@@ -89,13 +89,10 @@ def flagship_options(data, size, iters):
 
 
 def last_scalars(work_dir):
-    """The entries of the run's vis_data/scalars.json."""
-    found = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
-                                      'scalars.json')))
-    if not found:
-        return []
-    with open(found[-1]) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The entries of the newest run's vis_data/scalars.json."""
+    from mdeq_mm.engine import read_scalars
+    runs = read_scalars(work_dir)
+    return runs[-1] if runs else []
 
 
 def median(values):

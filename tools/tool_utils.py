@@ -141,3 +141,49 @@ def make_step(net, kind: str, x, samples):
             with torch.no_grad():
                 net(x, mode='tensor')
     return step
+
+
+def train_config(config: str, work_dir: str, opts=None) -> None:
+    """Train ``config`` with tools/train.py in its own process (output in
+    ``work_dir + '.log'``), resuming an interrupted run; a run whose final
+    checkpoint and run_stats.json exist is not redone. Paths relative to
+    the repository root."""
+    import subprocess
+    import sys
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    done = osp.isfile(final_checkpoint(osp.join(root, config), work_dir)) \
+        and osp.isfile(osp.join(work_dir, 'run_stats.json'))
+    if done:
+        print(f'  {config}: done before, reusing {work_dir}')
+        return
+    cmd = [sys.executable, 'tools/train.py', config, '--work-dir', work_dir]
+    if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
+        cmd.append('--resume')
+    if opts:
+        cmd += ['--cfg-options'] + list(opts)
+    print(f'  training {config} -> {work_dir}', flush=True)
+    os.makedirs(osp.dirname(osp.join(root, work_dir)), exist_ok=True)
+    with open(osp.join(root, work_dir + '.log'), 'w') as log:
+        subprocess.run(cmd, cwd=root, check=True, stdout=log,
+                       stderr=subprocess.STDOUT)
+
+
+def summarize_run(name: str, config: str, work_dir: str) -> dict:
+    """A trained run (:func:`mdeq_mm.engine.run_summary`) with the config's
+    parameter count, the inference time per validation image and the
+    forward solve's evaluations and residual in the last validation."""
+    from mmengine.config import Config
+
+    from mdeq_mm.apis import init_model
+    from mdeq_mm.engine import run_summary
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    run = run_summary(osp.join(root, work_dir), name)
+    val = run['val']
+    bsz = Config.fromfile(osp.join(root, config)).val_dataloader.batch_size
+    params = sum(p.numel()
+                 for p in init_model(osp.join(root, config)).parameters())
+    return dict(name=name, config=config, mIoU=run['mIoU'], params=params,
+                s_per_iter=run['s_per_iter'], peak_mem_mb=run['peak_mem_mb'],
+                infer_s_per_image=val.get('time', float('nan')) / bsz,
+                nfev=val.get('deq/fwd_nfev') or val.get('deq/nfev_tracked'),
+                rel_residual=val.get('deq/fwd_rel_residual'))

@@ -2,7 +2,7 @@
 """Convert the original MDEQ checkpoints (locuslab/mdeq and locuslab/deq)
 to mdeq_mm state dicts for mmpretrain and mmseg.
 
-Formats recognised (mdeq_reference.md §5):
+Formats recognised:
 
 * ``mdeq``: locuslab/mdeq. A raw state dict with the duplicated trees
   ``fullstage_copy.*``, ``deq.func.*`` and ``deq.func_copy.*``; segmentation

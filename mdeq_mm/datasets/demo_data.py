@@ -34,14 +34,6 @@ from .cityscapes_labels import (IMG_SUFFIX, INSTANCE_LABEL_IDS, LABEL_IDS,
                                 LABELS, TRAIN_ID_TO_LABEL_ID)
 
 ROAD, BUILDING, VEGETATION, SKY, PERSON, CAR = 0, 2, 8, 10, 11, 13
-SEG_CLASSES = {
-    'road': ROAD,
-    'building': BUILDING,
-    'vegetation': VEGETATION,
-    'sky': SKY,
-    'person': PERSON,
-    'car': CAR
-}
 CLS_CLASSES = ('building', 'car', 'person', 'vegetation')
 
 

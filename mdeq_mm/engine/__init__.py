@@ -4,7 +4,8 @@ from .checkpoint import (AtomicCheckpointHook, allow_mmengine_checkpoints,
                          resume_checkpoint, write_last_checkpoint)
 from .cpu_dist import CPUDistributedDataParallel, setup_cpu_distributed
 from .hooks import (DEQJacobianScheduleHook, DEQTelemetryHook,
-                    DEQWarmupHook, RunStatsHook)
+                    DEQWarmupHook, RunStatsHook, last_entry, read_run_stats,
+                    read_scalars, run_summary, runs_table)
 from .resilience import (DivergenceGuardHook, FiniteOptimWrapper,
                          GracefulStopHook, TrainingDiverged,
                          TrainingInterrupted, enable_fault_tolerance,
@@ -12,7 +13,9 @@ from .resilience import (DivergenceGuardHook, FiniteOptimWrapper,
 
 __all__ = [
     'DEQWarmupHook', 'DEQJacobianScheduleHook', 'DEQTelemetryHook',
-    'RunStatsHook', 'CPUDistributedDataParallel', 'setup_cpu_distributed',
+    'RunStatsHook', 'last_entry', 'read_run_stats', 'read_scalars',
+    'run_summary', 'runs_table', 'CPUDistributedDataParallel',
+    'setup_cpu_distributed',
     'AtomicCheckpointHook', 'allow_mmengine_checkpoints',
     'checkpoint_problem', 'publish_checkpoint', 'resume_checkpoint',
     'write_last_checkpoint', 'DivergenceGuardHook', 'FiniteOptimWrapper',

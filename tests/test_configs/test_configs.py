@@ -16,7 +16,7 @@ CONFIGS = sorted(
                        recursive=True) if '_base_' not in p)
 
 
-# parameter counts of the reference models (mdeq_reference.md §1.5)
+# parameter counts of the reference models (locuslab/mdeq)
 PARAMS = {
     'mdeq-tiny_2xb64_cifar10.py': 158_986,
     'mdeq-large_4xb32_cifar10.py': 11_098_398,

@@ -1,6 +1,7 @@
 # Copyright (c) mdeq_mm authors. All rights reserved.
 """ONNX export with a fixed solver budget, checked with onnxruntime against
 the PyTorch eval path (the ordinary solvers, not the static graph)."""
+import importlib.util
 import os.path as osp
 import sys
 
@@ -14,7 +15,10 @@ from mdeq_mm.ops.solvers import SOLVERS
 from mdeq_mm.ops.solvers.linalg import _solve_lower, _solve_unpivoted
 from tests.test_converters.test_locuslab import KEYS, original_state
 
-pytest.importorskip('onnxruntime')
+# the parity tests run the files in onnxruntime; the static-graph ones don't
+needs_ort = pytest.mark.skipif(
+    importlib.util.find_spec('onnxruntime') is None,
+    reason='onnxruntime is not installed')
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 SOLVER_NAMES = ('broyden', 'anderson', 'fixed_point')
@@ -149,6 +153,7 @@ def check_parity(model, path, shape, max_iter):
     assert short['max_rel'] > 100 * worst, (short, worst)
 
 
+@needs_ort
 @pytest.mark.parametrize('solver', SOLVER_NAMES)
 def test_converted_original_classifier_exports_with_parity(tiny, solver):
     model, tmp = tiny
@@ -160,6 +165,7 @@ def test_converted_original_classifier_exports_with_parity(tiny, solver):
     check_parity(model, path, (32, 32), 6)
 
 
+@needs_ort
 @pytest.mark.parametrize('solver', SOLVER_NAMES)
 def test_flagship_segmenter_exports_with_parity(flagship, solver, tmp_path):
     cfgs = set_solver(flagship, solver, 6, tol=0.)  # 6 f evaluations
@@ -177,6 +183,7 @@ def test_flagship_segmenter_exports_with_parity(flagship, solver, tmp_path):
     assert meta == dict(solver=solver, budget='5')
 
 
+@needs_ort
 def test_float64_solver_exports_with_parity(flagship, tmp_path):
     cfgs = set_solver(flagship, 'broyden', 6, tol=0., dtype='float64')
     assert cfgs[0]['dtype'] == 'float64'
@@ -187,6 +194,7 @@ def test_float64_solver_exports_with_parity(flagship, tmp_path):
         set_solver(flagship, dtype='float32')
 
 
+@needs_ort
 def test_static_batch_export_fixes_the_batch(tiny):
     model, tmp = tiny
     set_solver(model, 'broyden', 4, tol=0.)
@@ -269,6 +277,7 @@ def _tool(name):
         sys.path.pop(0)
 
 
+@needs_ort
 def test_export_tool_verifies_the_flagship(tmp_path, capsys):
     tool = _tool('pytorch2onnx')
     out = tmp_path / 'flagship.onnx'
@@ -285,6 +294,7 @@ def test_export_tool_verifies_the_flagship(tmp_path, capsys):
     assert meta['solver'] == 'broyden' and meta['budget'] == '4'
 
 
+@needs_ort
 def test_export_tool_reports_the_opset_that_works(tmp_path):
     tool = _tool('pytorch2onnx')
     with pytest.raises(SystemExit, match='--opset 11'):
@@ -293,6 +303,7 @@ def test_export_tool_reports_the_opset_that_works(tmp_path):
                    '--budget', '2', '--opset', '10'])
 
 
+@needs_ort
 @pytest.mark.slow
 def test_onnx_benchmark_quick_run(tmp_path):
     """Smoke run of the benchmark (64x128, budget 3) as a process; the

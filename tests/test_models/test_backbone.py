@@ -32,7 +32,7 @@ def test_output_shapes_for_every_preset(arch, size, strides):
                                            ('small', 8_716_192),
                                            ('xl', 77_699_952)])
 def test_f_parameter_counts_match_reference(arch, f_params):
-    # reference §1.5: "f_θ params (incl. g)"
+    # the reference's f_θ parameter counts (weight-norm g included)
     f_theta = MDEQ(arch).deq_layer
     assert sum(p.numel() for p in f_theta.parameters()) == f_params
 

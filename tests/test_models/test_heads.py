@@ -64,7 +64,7 @@ def test_segmentation_parameter_counts_match_reference(arch, expected):
 
 def test_classification_parameter_counts_match_reference():
     with DefaultScope.overwrite_default_scope('mmpretrain'):
-        # ImageNet SMALL: 16,808,936; CIFAR TINY: 158,986 (§1.5)
+        # the reference's ImageNet SMALL: 16,808,936; CIFAR TINY: 158,986
         assert n_params(classifier('small')) == 16_808_936
         assert n_params(
             classifier('tiny', (8, 16), 200, num_classes=10)) == 158_986

@@ -30,5 +30,5 @@ def test_run_case_reports_the_solve(options):
     assert r['rel'] <= TOL  # recomputed from the returned iterate
     # the solver stops at the first evaluation below the tolerance
     assert r['to_tol'] == r['nfev']
-    assert r['overhead'] >= 1 and r['t_f'] > 0
+    assert r['t_f'] > 0
     assert r['solver'] == ('broyden (history=None)' if options else 'broyden')

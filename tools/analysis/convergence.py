@@ -17,8 +17,6 @@ import argparse
 
 import torch
 
-from _common import build_model, data_batch
-
 SOLVERS = ('broyden', 'anderson', 'fixed_point')
 
 
@@ -63,11 +61,11 @@ def main(argv=None):
     parser.add_argument('--out', default='convergence.png')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
-    from mdeq_mm.apis import load_config
+    from mdeq_mm.apis import data_batch, init_model
     from mdeq_mm.engine.profiling import save_results
-    cfg = load_config(args.config, args.cfg_options)
-    model, scope = build_model(cfg, args.checkpoint)
-    inputs, samples = data_batch(cfg, model, scope, args.images)
+    model = init_model(args.config, args.checkpoint,
+                       cfg_options=args.cfg_options)
+    inputs, samples = data_batch(model, args.images)
     runs = [(s, s, None) for s in SOLVERS] + [
         (f"broyden (history {h or 'all'})", 'broyden', dict(history=h))
         for h in args.broyden_history]

@@ -1,8 +1,12 @@
 # Copyright (c) mdeq_mm authors. All rights reserved.
-"""Training time and peak memory of a run, also on CPU."""
+"""Training time and peak memory of a run, also on CPU, and the one
+reader of what a run logged (``run_stats.json`` and mmengine's
+``<timestamp>/vis_data/scalars.json``)."""
+import glob
 import json
 import os.path as osp
 import time
+from typing import Dict, List, Optional
 
 import torch
 from mmengine.dist import is_main_process
@@ -55,3 +59,63 @@ class RunStatsHook(Hook):
             device='cuda' if torch.cuda.is_available() else 'cpu')
         with open(osp.join(runner.work_dir, 'run_stats.json'), 'w') as f:
             json.dump(stats, f, indent=1)
+
+
+def read_run_stats(work_dir: str) -> Dict:
+    """What :class:`RunStatsHook` wrote for the run in ``work_dir``
+    (empty when it did not run)."""
+    path = osp.join(work_dir, 'run_stats.json')
+    if not osp.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_scalars(work_dir: str) -> List[List[Dict]]:
+    """The logged scalars of every run in ``work_dir``, oldest run first:
+    per run, the entries of its ``<timestamp>/vis_data/scalars.json`` (one
+    per logged training iteration or validation) in order."""
+    runs = []
+    for path in sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
+                                          'scalars.json'))):
+        with open(path) as f:
+            runs.append([json.loads(line) for line in f if line.strip()])
+    return runs
+
+
+def last_entry(work_dir: str, key: str) -> Optional[Dict]:
+    """The last logged entry holding ``key`` (e.g. 'mIoU') of the newest
+    run in ``work_dir`` that logged one; None if none did."""
+    for run in reversed(read_scalars(work_dir)):
+        found = [e for e in run if key in e]
+        if found:
+            return found[-1]
+    return None
+
+
+def run_summary(work_dir: str, name: Optional[str] = None) -> Dict:
+    """One run in ``work_dir``: its name (default: the folder's), the last
+    validation entry (``val``: mIoU, the solver telemetry, time), the last
+    ``mIoU`` and what :class:`RunStatsHook` wrote (train_time_s,
+    s_per_iter, iters, peak_mem_mb)."""
+    val = last_entry(work_dir, 'mIoU') or {}
+    return dict(name=name or osp.basename(osp.normpath(work_dir)),
+                work_dir=work_dir, mIoU=val.get('mIoU'), val=val,
+                **read_run_stats(work_dir))
+
+
+def runs_table(rows: List[Dict]) -> str:
+    """:func:`run_summary` rows as a markdown table: mIoU, training time,
+    s / iter, iterations, peak memory ('n/a' where a run lacks one)."""
+
+    def fmt(r, key, spec):
+        return format(r[key], spec) if r.get(key) is not None else 'n/a'
+
+    lines = ['| run | mIoU | train time (s) | s / iter | iterations | '
+             'peak memory (MB) |', '|---|---|---|---|---|---|']
+    for r in rows:
+        lines.append(f"| {r['name']} | {fmt(r, 'mIoU', '.2f')} | "
+                     f"{fmt(r, 'train_time_s', '.0f')} | "
+                     f"{fmt(r, 's_per_iter', '.2f')} | {fmt(r, 'iters', 'd')}"
+                     f" | {fmt(r, 'peak_mem_mb', '.0f')} |")
+    return '\n'.join(lines)

@@ -24,7 +24,8 @@ from mdeq_mm.ops.validation import check_keys
 from mdeq_mm.registry import register
 from ..layers import MDEQLayer, WeightNormConv2d
 
-# Architectures of the reference configs (mdeq_reference.md §1.5).
+# Architectures of the reference configs (locuslab/mdeq's experiments/
+# *.yaml: MODEL.EXTRA channels, blocks, expansion, groups, downsampling).
 ARCH_SETTINGS: Dict[str, dict] = {
     # CIFAR-10 TINY: two branches, no stem downsampling, no injection conv
     'tiny': dict(
