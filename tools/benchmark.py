@@ -89,26 +89,13 @@ def build(task, model, mode, max_iter):
             backbone = mdeq_backbone(mode, max_iter)
             head = dict(type='MDEQHead', in_channels=[32, 64, 128, 256],
                         num_classes=19, norm_cfg=dict(type='BN'))
-        else:
-            backbone = dict(
-                type='HRNet', norm_cfg=dict(type='BN'), norm_eval=False,
-                extra=dict(
-                    stage1=dict(num_modules=1, num_branches=1,
-                                block='BOTTLENECK', num_blocks=(4, ),
-                                num_channels=(64, )),
-                    stage2=dict(num_modules=1, num_branches=2, block='BASIC',
-                                num_blocks=(4, 4), num_channels=(18, 36)),
-                    stage3=dict(num_modules=4, num_branches=3, block='BASIC',
-                                num_blocks=(4, 4, 4),
-                                num_channels=(18, 36, 72)),
-                    stage4=dict(num_modules=3, num_branches=4, block='BASIC',
-                                num_blocks=(4, 4, 4, 4),
-                                num_channels=(18, 36, 72, 144))))
-            head = dict(type='FCNHead', in_channels=[18, 36, 72, 144],
-                        in_index=(0, 1, 2, 3), channels=270,
-                        input_transform='resize_concat', kernel_size=1,
-                        num_convs=1, concat_input=False, dropout_ratio=-1,
-                        num_classes=19, norm_cfg=dict(type='BN'))
+        else:  # mmseg's fcn_hr18 as the speed comparison runs it
+            from mmengine.config import Config
+            speed = Config.fromfile(osp.join(
+                ROOT, 'configs/speed/hrnet-w18.py')).model
+            backbone = speed.backbone
+            head = dict(speed.decode_head, loss_decode=dict(
+                type='CrossEntropyLoss', loss_weight=1.0))
         cfg = ConfigDict(
             type='EncoderDecoder',
             data_preprocessor=dict(type='SegDataPreProcessor', **MEAN_STD),
