@@ -58,7 +58,7 @@ import torch
 from mdeq_mm.engine.profiling import (PeakMemory, run_isolated, save_results,
                                       timed)
 from mdeq_mm.ops.solvers import broyden
-from tool_utils import make_step, random_batch
+from tool_utils import make_step, time_step
 
 # steps the forward Broyden solve stores: min(max_iter + 1, its history)
 HISTORY = inspect.signature(broyden).parameters['history'].default
@@ -126,24 +126,16 @@ def run_case(task, model, mode, size, bsz, device, kind, max_iter, repeat):
     """One measurement in this (fresh) process."""
     torch.manual_seed(0)
     net = build(task, model, mode, max_iter).to(device)
-    x, samples = random_batch(task, bsz, size, device)
+    r = time_step(net, kind, size, bsz, device, repeat, task)
     history_mb = 0.0
-    step = make_step(net, kind, x, samples)
-
-    # the peak is taken from before the first step: on CPU, memory freed by
-    # a step stays in the process and would hide the next step's peak
-    with PeakMemory(device) as mem:
-        step()  # warm-up (lazy initialisation), not timed
-        median = timed(step, device, repeat)
     if model == 'mdeq' and mode != 'unrolled':
         dim = sum(c * (size[0] // s) * (size[1] // s)
                   for c, s in zip((32, 64, 128, 256), (4, 8, 16, 32)))
         history_mb = min(max_iter + 1, HISTORY) * bsz * dim * 4 / 2**20
-    stats = getattr(getattr(net, 'backbone', None), 'last_stats', None)
     return dict(task=task, model=model, mode=mode, size=list(size), bsz=bsz,
-                kind=kind, max_iter=max_iter, time_s=median,
-                peak_mb=mem.delta / 2**20, history_mb=history_mb,
-                mode_run=getattr(stats, 'mode', None))
+                kind=kind, max_iter=max_iter, time_s=r['s'],
+                peak_mb=r['peak_mb'], history_mb=history_mb,
+                mode_run=r['mode'])
 
 
 def label(r):

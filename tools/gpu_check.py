@@ -214,27 +214,15 @@ def measure(config, kind, size, device):
     evaluations (forward, and backward in training)."""
     import torch
 
-    from mdeq_mm.apis import find_mdeqs, init_model, load_config
-    from mdeq_mm.engine.profiling import PeakMemory, timed
-    from tool_utils import make_step, random_batch
+    from mdeq_mm.apis import init_model, load_config
+    from tool_utils import time_step
     cfg = load_config(config)
     if size is SMALL and cfg.model.backbone.type == 'MDEQ':
         cfg.merge_from_dict(SMALL_BUDGETS)
-    model = init_model(cfg, device=device)
-    shape = size['crop'] if kind == 'train' else size['infer']
-    bsz = size['batch'] if kind == 'train' else 1
-    x, samples = random_batch('seg', bsz, shape, device)
-    step = make_step(model, kind, x, samples)
-    with PeakMemory(device) as mem:
-        step()  # warm-up: lazy initialisation, cudnn's algorithm search
-        seconds = timed(step, device, size['repeat'])
-    stats = [m.last_stats for m in find_mdeqs(model)]
-    out = dict(s=seconds, peak_mb=mem.delta / 2**20)
-    if stats and stats[0].forward is not None:
-        out['nfev_fwd'] = stats[0].forward.nfev.float().mean().item()
-    if stats and stats[0].backward is not None:
-        out['nfev_bwd'] = stats[0].backward.nfev.float().mean().item()
-    del model, step
+    train = kind == 'train'
+    out = time_step(init_model(cfg, device=device), kind,
+                    size['crop'] if train else size['infer'],
+                    size['batch'] if train else 1, device, size['repeat'])
     if device == 'cuda':
         torch.cuda.empty_cache()
     return out

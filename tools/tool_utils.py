@@ -143,6 +143,32 @@ def make_step(net, kind: str, x, samples):
     return step
 
 
+def time_step(net, kind: str, shape, bsz: int, device, repeat: int,
+              task: str = 'seg') -> dict:
+    """Time ``net``'s training step or inference (:func:`make_step`) on a
+    :func:`random_batch`: one warm-up (lazy initialisation, cudnn's
+    algorithm search), then the median of ``repeat``; the peak memory
+    above the level before the warm-up, and the first MDEQ's forward (and
+    backward) f evaluations in the last step."""
+    from mdeq_mm.apis import find_mdeqs
+    from mdeq_mm.engine.profiling import PeakMemory, timed
+    x, samples = random_batch(task, bsz, shape, device)
+    step = make_step(net, kind, x, samples)
+    # the peak is taken from before the first step: on CPU, memory freed by
+    # a step stays in the process and would hide the next step's peak
+    with PeakMemory(device) as mem:
+        step()
+        seconds = timed(step, device, repeat)
+    out = dict(s=seconds, peak_mb=mem.delta / 2**20)
+    stats = [m.last_stats for m in find_mdeqs(net)][:1]
+    for key, name in (('nfev_fwd', 'forward'), ('nfev_bwd', 'backward')):
+        solve = getattr(stats[0], name) if stats and stats[0] else None
+        if solve is not None:
+            out[key] = solve.nfev.float().mean().item()
+    out['mode'] = stats[0].mode if stats and stats[0] else None
+    return out
+
+
 def train_config(config: str, work_dir: str, opts=None) -> None:
     """Train ``config`` with tools/train.py in its own process (output in
     ``work_dir + '.log'``), resuming an interrupted run; a run whose final
