@@ -3,8 +3,11 @@
 
 Usage:
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out OUT]
-        [--show] [--show-dir DIR] [--tta] [--cfg-options k=v ...]
-        [--launcher ...]
+        [--show] [--show-dir DIR] [--tta] [--partial-load]
+        [--cfg-options k=v ...] [--launcher ...]
+
+A checkpoint that does not fit the model (missing, unexpected or
+mis-shaped keys) stops with one line naming them, unless ``--partial-load``.
 
 ``--out``: segmentation, a folder receiving one prediction PNG per image
 (train ids); classification, a pickle file of the predictions.
@@ -26,6 +29,10 @@ def parse_args(argv=None):
     parser.add_argument('--wait-time', type=float, default=2)
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation (flip/multi-scale)')
+    parser.add_argument(
+        '--partial-load', action='store_true',
+        help='evaluate with a checkpoint that does not fit the model: the '
+        'keys that do not fit keep their initialisation (summarised)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parse_with_launcher(parser, argv)
 
@@ -35,7 +42,8 @@ def build_cfg(args):
     from tool_utils import load_tool_cfg
     cfg = load_tool_cfg(args.config, args.cfg_options, args.work_dir,
                         args.launcher)
-    from mdeq_mm.engine import checkpoint_problem
+    from mdeq_mm.engine import checkpoint_problem, require_fitting_checkpoints
+    require_fitting_checkpoints(cfg, partial=args.partial_load)
     problem = checkpoint_problem(args.checkpoint)
     if problem:
         raise SystemExit(f'error: cannot load {args.checkpoint}: {problem}')

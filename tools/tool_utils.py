@@ -21,11 +21,15 @@ def parse_with_launcher(parser, argv=None):
 
 def user_error_exit(exc: BaseException, data_only: bool = False):
     """The SystemExit (one line, no traceback) for a user's error, or None
-    (re-raise it): a dataset error (also one a DataLoader worker raised)
-    as ``Dataset error: ...``; with ``data_only=False`` any other
+    (re-raise it): a checkpoint that does not fit the model as ``error:
+    ...``; a dataset error (also one a DataLoader worker raised) as
+    ``Dataset error: ...``; with ``data_only=False`` any other
     ``FileNotFoundError`` / ``ValueError`` as ``error: ...`` (the tools use
     that for the config-preparation phase, where those are user errors)."""
     from mdeq_mm.datasets import data_error_message
+    from mdeq_mm.engine import CheckpointMismatch
+    if isinstance(exc, CheckpointMismatch):
+        return SystemExit(f'error: {exc}')
     msg = data_error_message(exc)
     if msg is not None:
         return SystemExit(f'Dataset error: {msg}')

@@ -6,7 +6,8 @@ Flags follow the OpenMMLab tools. Works from a checkout without PYTHONPATH.
 
 Usage:
     python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]]
-        [--amp] [--no-validate] [--max-bad-steps K] [--cfg-options k=v ...]
+        [--amp] [--no-validate] [--max-bad-steps K] [--partial-load]
+        [--cfg-options k=v ...]
         [--launcher {none,pytorch,slurm,mpi}]
 
 Progress is never lost: SIGTERM / SIGUSR1 / Ctrl-C stop after the current
@@ -17,6 +18,13 @@ skipped) stop the run with the last finite weights saved. See
 """
 import argparse
 import sys
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
+    return value
 
 
 def parse_args(argv=None):
@@ -40,9 +48,14 @@ def parse_args(argv=None):
         action='store_true',
         help='do not evaluate during training')
     parser.add_argument(
-        '--max-bad-steps', type=int, default=5,
+        '--max-bad-steps', type=_at_least_one, default=5,
         help='consecutive non-finite steps (each skipped) that stop '
-        'training with the last finite weights saved')
+        'training with the last finite weights saved (>= 1)')
+    parser.add_argument(
+        '--partial-load', action='store_true',
+        help='let load_from / --resume load a checkpoint that does not fit '
+        'the model (the keys that do not fit keep their initialisation, '
+        'summarised); by default such a checkpoint stops the run')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -55,6 +68,7 @@ def build_cfg(args):
     """The config with the command-line options applied."""
     from mdeq_mm.datasets import check_datasets
     from mdeq_mm.engine import (checkpoint_problem, enable_fault_tolerance,
+                                require_fitting_checkpoints,
                                 resume_checkpoint)
     from tool_utils import load_tool_cfg
     cfg = load_tool_cfg(args.config, args.cfg_options, args.work_dir,
@@ -84,6 +98,7 @@ def build_cfg(args):
         if problem:
             raise SystemExit(f'error: cannot load {cfg.load_from}: {problem}')
     enable_fault_tolerance(cfg, args.max_bad_steps)
+    require_fitting_checkpoints(cfg, partial=args.partial_load)
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     check_datasets(
@@ -103,7 +118,7 @@ def main(argv=None):
     from mmengine.runner import Runner
 
     from mdeq_mm.engine import (TrainingDiverged, TrainingInterrupted,
-                                save_interrupted)
+                                made_progress, save_interrupted)
     from tool_utils import close_distributed
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
               RUNNERS.build(cfg))
@@ -119,7 +134,7 @@ def main(argv=None):
     except BaseException as e:
         # Never lose the progress of a run that dies (out of memory, a bad
         # file, an error in a hook): save where it stopped, then re-raise.
-        if runner.iter > 0 and runner.rank == 0:
+        if made_progress(runner) and runner.rank == 0:
             path = save_interrupted(runner)
             runner.logger.error(
                 f'training failed in iteration {runner.iter + 1}; saved '

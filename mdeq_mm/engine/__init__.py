@@ -1,6 +1,8 @@
 # Copyright (c) mdeq_mm authors. All rights reserved.
-from .checkpoint import (AtomicCheckpointHook, allow_mmengine_checkpoints,
-                         checkpoint_problem, publish_checkpoint,
+from .checkpoint import (AtomicCheckpointHook, CheckpointFitHook,
+                         CheckpointMismatch, allow_mmengine_checkpoints,
+                         checkpoint_mismatch, checkpoint_problem,
+                         publish_checkpoint, require_fitting_checkpoints,
                          resume_checkpoint, write_last_checkpoint)
 from .cpu_dist import CPUDistributedDataParallel, setup_cpu_distributed
 from .hooks import (DEQJacobianScheduleHook, DEQTelemetryHook,
@@ -9,16 +11,18 @@ from .hooks import (DEQJacobianScheduleHook, DEQTelemetryHook,
 from .resilience import (DivergenceGuardHook, FiniteOptimWrapper,
                          GracefulStopHook, TrainingDiverged,
                          TrainingInterrupted, enable_fault_tolerance,
-                         save_interrupted)
+                         made_progress, save_interrupted)
 
 __all__ = [
     'DEQWarmupHook', 'DEQJacobianScheduleHook', 'DEQTelemetryHook',
     'RunStatsHook', 'last_entry', 'read_run_stats', 'read_scalars',
     'run_summary', 'runs_table', 'CPUDistributedDataParallel',
     'setup_cpu_distributed',
-    'AtomicCheckpointHook', 'allow_mmengine_checkpoints',
+    'AtomicCheckpointHook', 'CheckpointFitHook', 'CheckpointMismatch',
+    'checkpoint_mismatch', 'require_fitting_checkpoints',
+    'allow_mmengine_checkpoints',
     'checkpoint_problem', 'publish_checkpoint', 'resume_checkpoint',
     'write_last_checkpoint', 'DivergenceGuardHook', 'FiniteOptimWrapper',
     'GracefulStopHook', 'TrainingDiverged', 'TrainingInterrupted',
-    'enable_fault_tolerance', 'save_interrupted'
+    'enable_fault_tolerance', 'made_progress', 'save_interrupted'
 ]

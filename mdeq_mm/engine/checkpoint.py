@@ -38,7 +38,7 @@ from typing import List, Optional
 import torch
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend, register_backend
-from mmengine.hooks import CheckpointHook
+from mmengine.hooks import CheckpointHook, Hook
 
 from mdeq_mm.registry import register
 
@@ -265,3 +265,102 @@ class AtomicCheckpointHook(CheckpointHook):
                 self.out_dir, self.filename_tmpl.format(prune))
             if self.file_backend.isfile(path):
                 self.file_backend.remove(path)
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint whose weights do not fit the model (the message names
+    the first missing, unexpected and mis-shaped keys and the fix)."""
+
+
+def _loaded_module(model):
+    """The module mmengine's ``load_state_dict`` loads into: the model
+    without its DDP / TTA wrappers."""
+    from mmengine.model import BaseTTAModel, is_model_wrapper
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
+
+
+def checkpoint_mismatch(model, checkpoint: dict) -> Optional[dict]:
+    """How ``checkpoint`` (a loaded file: a dict with ``state_dict``, or a
+    state dict) does not fit ``model`` as mmengine would load it (the
+    ``module.`` prefix of a DDP checkpoint stripped, BatchNorm's
+    ``num_batches_tracked`` ignored): ``dict(missing, unexpected,
+    mis_shaped)`` lists of keys (mis-shaped as ``key: checkpoint shape vs
+    model shape``), or None when it fits."""
+    state = checkpoint.get('state_dict', checkpoint) \
+        if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        return dict(missing=['<everything>'], unexpected=[],
+                    mis_shaped=[f'the file holds a {type(state).__name__}, '
+                                'not a state dict'])
+    state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
+    own = {k: v for k, v in _loaded_module(model).state_dict().items()
+           if not k.endswith('num_batches_tracked')}
+    given = {k for k in state if not k.endswith('num_batches_tracked')}
+    out = dict(
+        missing=sorted(set(own) - given),
+        unexpected=sorted(given - set(own)),
+        mis_shaped=[
+            f'{k}: {tuple(getattr(state[k], "shape", ()))} vs '
+            f'{tuple(own[k].shape)}' for k in sorted(given & set(own))
+            if tuple(getattr(state[k], 'shape', ())) != tuple(own[k].shape)
+        ])
+    return out if any(out.values()) else None
+
+
+def describe_mismatch(problems: dict, path: str = 'the checkpoint',
+                      show: int = 3) -> str:
+    """One line: the counts and first keys of each kind of mismatch."""
+    parts = []
+    for kind in ('missing', 'unexpected', 'mis_shaped'):
+        keys = problems[kind]
+        if keys:
+            more = f' (+{len(keys) - show} more)' if len(keys) > show else ''
+            parts.append(f"{len(keys)} {kind.replace('_', '-')} "
+                         f"({', '.join(keys[:show])}{more})")
+    return f"{path} does not fit the model: {'; '.join(parts)}"
+
+
+@register('HOOKS', root=True)
+class CheckpointFitHook(Hook):
+    """Stop when the checkpoint the Runner loads (``load_from``, a resume,
+    tools/test.py's CHECKPOINT) does not fit the model, before any weight
+    is loaded or any checkpoint written; with ``strict=False`` load it
+    partially and log a summary instead (mmengine alone logs a line per key
+    and goes on with random weights where they did not fit).
+
+    ``init_cfg=dict(type='Pretrained', ...)`` (e.g. a backbone-only
+    transfer) does not go through the Runner's loading and is not checked.
+
+    Args:
+        strict (bool): raise :class:`CheckpointMismatch` on a mismatch.
+    """
+    priority = 'VERY_HIGH'
+
+    def __init__(self, strict: bool = True):
+        self.strict = strict
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        problems = checkpoint_mismatch(runner.model, checkpoint)
+        if problems is None:
+            return
+        path = runner._load_from or 'the checkpoint'
+        msg = describe_mismatch(problems, path)
+        if self.strict:
+            raise CheckpointMismatch(
+                f'{msg}. Fix: use the checkpoint of this config (or of a '
+                'config with the same model), or load it partially on '
+                'purpose with --partial-load (keys that do not fit keep '
+                'their initialisation).')
+        runner.logger.warning(f'partial load: {msg}; those weights keep '
+                              'their initialisation')
+
+
+def require_fitting_checkpoints(cfg, partial: bool = False) -> None:
+    """Add :class:`CheckpointFitHook` to a config's ``custom_hooks`` (in
+    place; what tools/train.py and tools/test.py do)."""
+    hooks = [h for h in cfg.get('custom_hooks') or []
+             if h.get('type') != 'CheckpointFitHook']
+    cfg.custom_hooks = hooks + [dict(type='CheckpointFitHook',
+                                     strict=not partial)]

@@ -74,6 +74,17 @@ def _device(runner):
     return torch.device('cpu')
 
 
+def made_progress(runner) -> bool:
+    """Whether this process trained at least one iteration (after loading
+    or resuming): only then is a failed run's state worth saving (a run
+    that fails while loading, e.g. a resume whose optimiser state does not
+    fit, must not write checkpoints)."""
+    hook = next((h for h in runner.hooks if isinstance(h, GracefulStopHook)),
+                None)
+    return hook is not None and hook.start_iter is not None and \
+        runner.iter > hook.start_iter
+
+
 def save_interrupted(runner) -> str:
     """Save the state after the current (finished) iteration as
     ``iter_<n>_interrupted.pth`` (model, optimiser, schedulers, message
@@ -118,6 +129,7 @@ class GracefulStopHook(Hook):
         self.signals = [getattr(signal, s) for s in signals]
         self.requested = 0
         self._previous = {}
+        self.start_iter: Optional[int] = None  # where this process began
 
     def _handle(self, signum, frame) -> None:
         if self.requested and signum == signal.SIGINT:
@@ -125,6 +137,7 @@ class GracefulStopHook(Hook):
         self.requested = signum
 
     def before_train(self, runner) -> None:
+        self.start_iter = runner.iter
         if threading.current_thread() is not threading.main_thread():
             runner.logger.warning('GracefulStopHook: not in the main thread; '
                                   'signals are not handled')

@@ -1,0 +1,93 @@
+# Copyright (c) mdeq_mm authors. All rights reserved.
+"""Checkpoints that do not fit the model stop tools/test.py, load_from and
+--resume with one line naming the keys (real files and processes); partial
+loading only with --partial-load, summarised."""
+import glob
+import os.path as osp
+
+import pytest
+import torch
+
+from mdeq_mm.apis import init_model
+from mdeq_mm.engine import checkpoint_mismatch
+from tests.helpers import cityscapes_train_ids, run_tool
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+SEG = 'configs/demo/mdeq-demo_seg.py'
+OTHER = 'configs/speed/mdeq-small_default.py'  # MDEQ-Small: other shapes
+
+
+def save(path, state):
+    torch.save(dict(state_dict=state, meta=dict()), path)
+    return str(path)
+
+
+def test_mismatch_names_missing_unexpected_and_mis_shaped_keys():
+    model = init_model(SEG)
+    own = model.state_dict()
+    assert checkpoint_mismatch(model, dict(state_dict=own)) is None
+    # a DDP checkpoint (module. prefix) fits as mmengine loads it
+    ddp = {f'module.{k}': v for k, v in own.items()}
+    assert checkpoint_mismatch(model, dict(state_dict=ddp)) is None
+    # a TTA wrapper loads into its module
+    from mmseg.models import SegTTAModel
+    assert checkpoint_mismatch(SegTTAModel(module=model), own) is None
+    foo = checkpoint_mismatch(model, dict(foo=1))
+    assert foo['unexpected'] == ['foo']
+    assert len(foo['missing']) == len(
+        [k for k in own if not k.endswith('num_batches_tracked')])
+    other = checkpoint_mismatch(model, init_model(OTHER).state_dict())
+    assert not other['missing'] and not other['unexpected']
+    assert 'backbone.bn1.bias: (32,) vs (16,)' in \
+        other['mis_shaped']
+
+
+@pytest.fixture(scope='module')
+def city(tmp_path_factory):
+    return cityscapes_train_ids(tmp_path_factory.mktemp('city'), n_train=2,
+                                n_val=1)
+
+
+def data_opts(city):
+    return [f'{n}.dataset.data_root={city}' for n in (
+        'train_dataloader', 'val_dataloader', 'test_dataloader')]
+
+
+@pytest.mark.slow
+def test_tools_stop_on_a_checkpoint_that_does_not_fit(city, tmp_path):
+    foo = str(tmp_path / 'foo.pth')
+    torch.save({'foo': 1}, foo)
+    other = save(tmp_path / 'other.pth', init_model(OTHER).state_dict())
+    train = ['train_dataloader.batch_size=1', 'train_cfg.max_iters=1',
+             'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1']
+    for i, (args, ckpt, opts) in enumerate([
+            (['test', SEG, foo], foo, []),
+            (['test', SEG, other], other, []),
+            (['train', SEG], other, [f'load_from={other}']),
+            (['train', SEG, '--resume', foo], foo, [])]):
+        work = str(tmp_path / f'w{i}')
+        out, rc = run_tool(*args, '--work-dir', work, '--cfg-options',
+                           *opts, *data_opts(city), *train, ok=False)
+        assert rc == 1 and 'Traceback' not in out, (args, out[-3000:])
+        line = next(x for x in out.splitlines() if x.startswith('error:'))
+        assert f'{ckpt} does not fit the model' in line
+        assert ('unexpected (foo)' if ckpt == foo else
+                'mis-shaped (backbone.') in line
+        assert '--partial-load' in line
+        # nothing was trained or written
+        assert not glob.glob(osp.join(work, '*.pth'))
+
+
+@pytest.mark.slow
+def test_partial_load_is_explicit_and_summarised(city, tmp_path):
+    other = save(tmp_path / 'other.pth', init_model(OTHER).state_dict())
+    out = run_tool('test', SEG, other, '--partial-load', '--work-dir',
+                   str(tmp_path / 'w'), '--cfg-options', *data_opts(city))
+    assert 'partial load:' in out and 'mis-shaped' in out
+    assert 'mIoU' in out
+
+
+def test_max_bad_steps_below_one_is_a_usage_error():
+    out, rc = run_tool('train', SEG, '--max-bad-steps', '0', ok=False)
+    assert rc == 2 and 'Traceback' not in out
+    assert '--max-bad-steps: must be >= 1, got 0' in out
