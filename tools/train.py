@@ -119,6 +119,7 @@ def main(argv=None):
 
     from mdeq_mm.engine import (TrainingDiverged, TrainingInterrupted,
                                 made_progress, save_interrupted)
+    from mdeq_mm.engine.resilience import resume_command
     from tool_utils import close_distributed
     runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
               RUNNERS.build(cfg))
@@ -140,7 +141,7 @@ def main(argv=None):
                 f'training failed in iteration {runner.iter + 1}; saved '
                 f'{path}: the weights after iteration {runner.iter}, '
                 'counted as after the failed one (a resume skips its '
-                f'batch). Resume with --resume auto or --resume {path}')
+                f'batch). Resume with: {resume_command(runner, path)}')
         exit_ = user_error_exit(e, data_only=True)
         if exit_ is not None:
             raise exit_ from None

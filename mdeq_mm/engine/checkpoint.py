@@ -126,6 +126,10 @@ def atomic_write(data: bytes, path: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.',
                                suffix='.tmp', dir=folder)
     try:
+        # the mode a plain open() would give (mkstemp's is 0600)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
             f.flush()
@@ -155,6 +159,16 @@ class AtomicLocalBackend(LocalBackend):
 
     def put_text(self, obj: str, filepath, encoding: str = 'utf-8') -> None:
         atomic_write(obj.encode(encoding), str(filepath))
+
+
+def remove_stale_temporaries(folder: str) -> List[str]:
+    """Remove the temporary files of :func:`atomic_write` that a killed
+    save left in ``folder`` (``.<name>.<random>.tmp``); returns them. Call
+    it before this process saves anything there."""
+    stale = glob.glob(osp.join(folder, '.*.tmp'))
+    for path in stale:
+        os.remove(path)
+    return stale
 
 
 def write_last_checkpoint(work_dir: str, path: str) -> None:
@@ -242,6 +256,12 @@ class AtomicCheckpointHook(CheckpointHook):
                 kwargs.get('out_dir') or '').startswith(('s3:', 'http')):
             kwargs['backend_args'] = dict(ATOMIC_BACKEND)
         super().__init__(*args, **kwargs)
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        if is_main_process() and osp.isdir(runner.work_dir):
+            for path in remove_stale_temporaries(runner.work_dir):
+                runner.logger.info(f'removed {path}, left by a killed save')
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         keep, prune = self.max_keep_ckpts, None

@@ -74,6 +74,19 @@ def _device(runner):
     return torch.device('cpu')
 
 
+def resume_command(runner, path: str) -> str:
+    """The command that continues this run exactly: tools/train.py on the
+    config the Runner dumped into the work dir (the command line's
+    ``--cfg-options``, ``--amp``, ... are in it), resuming from the newest
+    checkpoint."""
+    dumped = osp.join(runner.work_dir, osp.basename(runner.cfg.filename)) \
+        if runner.cfg.filename else None
+    if dumped is None or not osp.isfile(dumped):
+        return f'tools/train.py CONFIG --resume {path}'
+    return (f'python tools/train.py {dumped} --work-dir {runner.work_dir} '
+            '--resume auto')
+
+
 def made_progress(runner) -> bool:
     """Whether this process trained at least one iteration (after loading
     or resuming): only then is a failed run's state worth saving (a run
@@ -156,9 +169,7 @@ class GracefulStopHook(Hook):
             return
         path = save_interrupted(runner)
         name = signal.Signals(signum).name
-        cmd = (f'python tools/train.py {runner.cfg.filename} --work-dir '
-               f'{runner.work_dir} --resume auto') if runner.cfg.filename \
-            else f'--resume {path}'
+        cmd = resume_command(runner, path)
         msg = (f'{name}: training stopped after iteration {runner.iter + 1}'
                f'; saved {path}. Resume with: {cmd}')
         runner.logger.warning(msg)

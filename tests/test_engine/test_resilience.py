@@ -12,7 +12,7 @@ import torch
 import mdeq_mm  # noqa: F401
 from mdeq_mm.engine import (TrainingDiverged, checkpoint_problem,
                             resume_checkpoint)
-from mdeq_mm.engine.checkpoint import atomic_write
+from mdeq_mm.engine.checkpoint import atomic_write, remove_stale_temporaries
 from tests.test_engine.test_hooks import Record, TinyDEQNet, tiny_runner
 
 
@@ -159,3 +159,19 @@ def test_sigkill_during_atomic_write_never_leaves_a_partial_file(tmp_path):
     assert not target.exists()  # killed before the rename
     atomic_write(b'x', str(target))  # a later save still works
     assert target.read_bytes() == b'x'
+    stale = remove_stale_temporaries(str(tmp_path))
+    assert len(stale) == 1 and os.listdir(tmp_path) == ['big.pth']
+
+
+@pytest.mark.parametrize('umask', [0o022, 0o002, 0o077])
+def test_atomic_writes_follow_the_umask(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        atomic_write(b'x', str(tmp_path / 'a.pth'))
+        with open(tmp_path / 'b.pth', 'wb') as f:  # as open() would
+            f.write(b'x')
+    finally:
+        os.umask(old)
+    mode = os.stat(tmp_path / 'a.pth').st_mode & 0o777
+    assert mode == 0o666 & ~umask == os.stat(tmp_path / 'b.pth').st_mode & \
+        0o777

@@ -99,10 +99,13 @@ def test_sigterm_saves_and_resume_equals_an_uninterrupted_run(city,
     n = int(osp.basename(saved[0]).split('_')[1])
     assert at <= n <= at + 1
     assert f'SIGTERM: training stopped after iteration {n}' in out
-    assert '--resume auto' in out
     assert open(osp.join(work, 'last_checkpoint')).read() == saved[0]
-    out = run_tool('train', SEG, '--work-dir', work, '--resume', 'auto',
-                   *opts(city, 6))
+    # the printed command, run as printed (no options of the first run)
+    cmd = out.split('Resume with: ')[1].splitlines()[0].split()
+    assert cmd[:2] == ['python', 'tools/train.py'] and '--cfg-options' \
+        not in cmd and cmd[-2:] == ['--resume', 'auto']
+    assert cmd[2] == osp.join(work, osp.basename(SEG))  # the dumped config
+    out = run_tool('train', *cmd[2:])
     assert f'resumed epoch: 0, iter: {n}' in out
     a, b = state(osp.join(straight, 'iter_6.pth')), state(
         osp.join(work, 'iter_6.pth'))
@@ -124,10 +127,13 @@ def test_sigkill_during_a_checkpoint_save_resumes_from_the_previous_one(
     assert not osp.isfile(osp.join(work, 'iter_4.pth'))  # never partial
     assert open(osp.join(work, 'last_checkpoint')).read().endswith(
         'iter_2.pth')
+    killed_tmp = glob.glob(osp.join(work, '.*.tmp'))
     out = run_tool('train', SEG, '--work-dir', work, '--resume', 'auto',
                    *opts(city, 6, every2))
     assert 'resumed epoch: 0, iter: 2' in out
     assert osp.isfile(osp.join(work, 'iter_6.pth'))
+    # the killed save's temporary file is gone
+    assert killed_tmp and not glob.glob(osp.join(work, '.*.tmp'))
 
 
 def test_sigterm_to_one_rank_stops_both_with_one_checkpoint(city,
