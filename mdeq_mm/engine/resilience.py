@@ -139,6 +139,11 @@ class GracefulStopHook(Hook):
     priority = 'LOWEST'  # after CheckpointHook and LoggerHook
 
     def __init__(self, signals: Sequence[str] = DEFAULT_SIGNALS):
+        bad = [s for s in signals if not isinstance(getattr(
+            signal, str(s), None), signal.Signals)]
+        if bad:
+            raise ValueError(f'GracefulStopHook signals: unknown {bad}; use '
+                             "names like 'SIGTERM', 'SIGUSR1', 'SIGINT'")
         self.signals = [getattr(signal, s) for s in signals]
         self.requested = 0
         self._previous = {}

@@ -1,5 +1,6 @@
 # Copyright (c) mdeq_mm authors. All rights reserved.
-"""The one check of option keys: a typo raises, naming the valid keys."""
+"""The checks of options: a typo raises naming the valid keys, a value out
+of range naming the valid values."""
 from typing import Iterable
 
 
@@ -16,3 +17,16 @@ def check_keys(given: Iterable[str], valid: Iterable[str], what: str,
     if unknown:
         raise ValueError(f'unknown option(s) {unknown} for {what}; valid '
                          f'options: {valid}{hint}')
+
+
+def is_int(value, minimum: int = 0) -> bool:
+    """An int (not a bool) >= ``minimum``."""
+    return isinstance(value, int) and not isinstance(value, bool) and \
+        value >= minimum
+
+
+def check_value(what: str, value, ok: bool, expected: str) -> None:
+    """Raise ValueError ``<what> must be <expected>, got <value>`` unless
+    ``ok``."""
+    if not ok:
+        raise ValueError(f'{what} must be {expected}, got {value!r}')

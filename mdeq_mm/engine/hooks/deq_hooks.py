@@ -9,7 +9,13 @@ nothing of the Runner.
 from mmengine.hooks import Hook
 
 from mdeq_mm.apis import find_mdeq
+from mdeq_mm.ops.validation import check_value, is_int
 from mdeq_mm.registry import register
+
+
+def _number(value, minimum: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(
+        value, bool) and value >= minimum
 
 
 @register('HOOKS', root=True)
@@ -26,8 +32,8 @@ class DEQWarmupHook(Hook):
     priority = 'NORMAL'
 
     def __init__(self, warmup_iters: int):
-        if warmup_iters < 0:
-            raise ValueError(f'warmup_iters must be >= 0: {warmup_iters}')
+        check_value('DEQWarmupHook warmup_iters', warmup_iters,
+                    is_int(warmup_iters, 0), 'an int >= 0')
         self.warmup_iters = warmup_iters
 
     def _set(self, runner, it: int) -> None:
@@ -70,6 +76,18 @@ class DEQJacobianScheduleHook(Hook):
 
     def __init__(self, warmup_weight=None, increment: float = 0.1,
                  increment_every=None, stop_iter=None):
+        what = 'DEQJacobianScheduleHook '
+        check_value(what + 'warmup_weight', warmup_weight,
+                    warmup_weight is None or _number(warmup_weight, 0),
+                    'None or a number >= 0')
+        check_value(what + 'increment', increment,
+                    _number(increment, float('-inf')), 'a number')
+        check_value(what + 'increment_every', increment_every,
+                    increment_every is None or is_int(increment_every, 1),
+                    'None or an int >= 1')
+        check_value(what + 'stop_iter', stop_iter,
+                    stop_iter is None or is_int(stop_iter, 0),
+                    'None or an int >= 0')
         self.warmup_weight = warmup_weight
         self.increment = increment
         self.increment_every = increment_every
@@ -124,6 +142,8 @@ class DEQTelemetryHook(Hook):
     priority = 'NORMAL'
 
     def __init__(self, interval: int = 1):
+        check_value('DEQTelemetryHook interval', interval, is_int(interval, 1),
+                    'an int >= 1')
         self.interval = interval
         self.fallback_total = 0  # samples, since this process started
         self.fallback_window = 0  # samples, since the last report

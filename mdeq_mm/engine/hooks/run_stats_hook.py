@@ -13,6 +13,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
 from mdeq_mm.engine.profiling import peak_memory_bytes
+from mdeq_mm.ops.validation import check_value, is_int
 from mdeq_mm.registry import register
 
 
@@ -30,6 +31,8 @@ class RunStatsHook(Hook):
     priority = 'NORMAL'  # before LoggerHook, like DEQTelemetryHook
 
     def __init__(self, interval: int = 50):
+        check_value('RunStatsHook interval', interval, is_int(interval, 1),
+                    'an int >= 1')
         self.interval = interval
 
     @staticmethod

@@ -1,7 +1,9 @@
 # Copyright (c) mdeq_mm authors. All rights reserved.
-"""Checkpoints that do not fit the model stop tools/test.py, load_from and
---resume with one line naming the keys (real files and processes); partial
-loading only with --partial-load, summarised."""
+"""Nothing wrong passes silently: checkpoints that do not fit the model
+stop tools/test.py, load_from and --resume with one line naming the keys
+(real files and processes; partial loading only with --partial-load,
+summarised); option values of hooks and regularisers are checked when they
+are built."""
 import glob
 import os.path as osp
 
@@ -9,7 +11,10 @@ import pytest
 import torch
 
 from mdeq_mm.apis import init_model
-from mdeq_mm.engine import checkpoint_mismatch
+from mdeq_mm.engine import (DEQJacobianScheduleHook, DEQTelemetryHook,
+                            DEQWarmupHook, GracefulStopHook, RunStatsHook,
+                            checkpoint_mismatch)
+from mdeq_mm.models import MDEQ
 from tests.helpers import cityscapes_train_ids, run_tool
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -91,3 +96,23 @@ def test_max_bad_steps_below_one_is_a_usage_error():
     out, rc = run_tool('train', SEG, '--max-bad-steps', '0', ok=False)
     assert rc == 2 and 'Traceback' not in out
     assert '--max-bad-steps: must be >= 1, got 0' in out
+
+
+@pytest.mark.parametrize('build,match', [
+    (lambda: DEQWarmupHook(-1), 'warmup_iters must be an int >= 0'),
+    (lambda: DEQWarmupHook(2.5), 'warmup_iters must be an int >= 0'),
+    (lambda: DEQTelemetryHook(0), 'interval must be an int >= 1'),
+    (lambda: RunStatsHook(interval=-5), 'interval must be an int >= 1'),
+    (lambda: DEQJacobianScheduleHook(increment_every=0),
+     'increment_every must be None or an int >= 1'),
+    (lambda: DEQJacobianScheduleHook(warmup_weight=-1.),
+     'warmup_weight must be None or a number >= 0'),
+    (lambda: GracefulStopHook(signals=['SIGTERMM']), "unknown \\['SIGTERMM'"),
+    (lambda: MDEQ('tiny', jac_loss=dict(weight=1., freq=2.)),
+     'freq must be a number in'),
+    (lambda: MDEQ('tiny', jac_loss=dict(weight=1., n_samples=0)),
+     'n_samples must be an int >= 1'),
+])
+def test_hook_and_regulariser_values_are_checked_at_build(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
