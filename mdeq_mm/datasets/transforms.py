@@ -41,6 +41,13 @@ def truncation(data: bytes) -> str:
     return ''
 
 
+def png_bit_depth(data: bytes) -> int:
+    """The bit depth of a PNG (its IHDR chunk), 0 for other data."""
+    if data[:8] != b'\x89PNG\r\n\x1a\n' or len(data) < 25:
+        return 0
+    return data[24]
+
+
 class _BadFiles:
     """Raise or skip-and-count a bad file."""
 
@@ -146,8 +153,15 @@ if LoadAnnotations is not None:
             path = results['seg_map_path']
             fix = 'Re-extract it from the download, or remove the pair'
             try:
-                problem = truncation(
-                    fileio.get(path, backend_args=self.backend_args))
+                data = fileio.get(path, backend_args=self.backend_args)
+                problem = truncation(data)
+                if not problem and png_bit_depth(data) > 8:
+                    # mmseg casts to uint8: 258 would be read as class 2
+                    return self._bad(
+                        path, f'a {png_bit_depth(data)}-bit label map (mmseg '
+                        'reads label maps as 8-bit: values above 255 would '
+                        'wrap, 258 read as class 2)', 'Save the train-id maps '
+                        'as 8-bit PNGs (values 0..num_classes-1 and 255)')
                 if not problem:
                     self._load_seg_map(results)
             except OSError as e:

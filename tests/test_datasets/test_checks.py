@@ -202,6 +202,13 @@ def test_label_checks_on_load(city):
     cv2.imwrite(lab, np.zeros((64, 128, 3), np.uint8))
     with pytest.raises(DataFileError, match='has one channel'):
         load(city)
+    # 16 bits: mmseg's uint8 cast would read 258 as class 2
+    wide = np.full((64, 128), 2, np.uint16)
+    wide[0, 0] = 258
+    cv2.imwrite(lab, wide)
+    assert cv2.imread(lab, cv2.IMREAD_UNCHANGED).dtype == np.uint16
+    with pytest.raises(DataFileError, match='a 16-bit label map'):
+        load(city, label_kw=dict(num_classes=19))
 
 
 # --------------------------------------------------------- through the tools
