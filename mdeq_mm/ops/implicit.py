@@ -40,10 +40,12 @@ from torch import Tensor
 
 from .solvers import (CONVERGED, SOLVERS, SolverStats, budget_of,
                       check_solver_cfg, get_solver, max_iter_for,
-                      solver_options)
+                      solver_default, solver_options)
 from .validation import check_keys
 
 SOLVE_PHASES = ('eval', 'train', 'both', 'backward')
+# a solve that stops this many times above its tolerance is reported
+FAR = 10.
 GRAD_MODES = ('ift', 'phantom', 'unrolled')
 ADJOINT_INITS = ('zero', 'shine')
 GRAD_OPTIONS = {
@@ -130,6 +132,9 @@ class DEQStats:
             past z*, a warm start for the next input.
         adjoint (BackwardRecord | None): filled by the 'ift' backward;
             read through ``backward`` and ``fallback``.
+        far (Tensor | None): (B,) bool, samples whose forward solve stopped
+            without converging at a stopping criterion over ``FAR`` times
+            its tolerance (never with tol = 0, a fixed budget).
     """
     mode: str
     forward: Optional[SolverStats] = None
@@ -138,6 +143,7 @@ class DEQStats:
     corrections: Optional[Tuple[List[Tensor], ...]] = None
     next_state: Optional[List[Tensor]] = None
     adjoint: Optional[BackwardRecord] = field(default=None, repr=False)
+    far: Optional[Tensor] = field(default=None, repr=False)
 
     @property
     def backward(self) -> Optional[SolverStats]:
@@ -156,6 +162,8 @@ class DEQStats:
         if self.forward is not None:
             out.update({f'fwd_{k}': v
                         for k, v in self.forward.summary().items()})
+        if self.far is not None:
+            out['fwd_far'] = float(self.far.sum())
         if self.rel_residual_per_scale is not None:
             means = self.rel_residual_per_scale.mean(0).tolist()
             out.update({f'fwd_rel_residual_s{i}': v
@@ -166,6 +174,19 @@ class DEQStats:
             out['bwd_fallback'] = float(self.fallback)
         out['nfev_tracked'] = float(self.nfev_tracked)
         return out
+
+
+def _far(stats: SolverStats, cfg: dict, solver: str) -> Optional[Tensor]:
+    """(B,) samples that stopped unconverged over ``FAR`` times the
+    tolerance of their stopping criterion; None with tol = 0."""
+    tol = cfg.get('tol', solver_default(solver, 'tol'))
+    if not tol:
+        return None
+    mode = cfg.get('stop_mode', solver_default(solver, 'stop_mode'))
+    crit = dict(rel=stats.rel_lowest, abs=stats.abs_lowest).get(mode)
+    if crit is None:  # 'initial': relative to the residual at the start
+        crit = stats.abs_lowest / (stats.abs_trace[:, 0] + 1e-30)
+    return (stats.reason != CONVERGED) & ~(crit <= FAR * tol)
 
 
 class _AdjointSolve(torch.autograd.Function):
@@ -559,7 +580,8 @@ class ImplicitLayer:
         stats = DEQStats(mode, forward=fstats,
                          rel_residual_per_scale=per_scale,
                          nfev_tracked=nfev_tracked, corrections=corrections,
-                         next_state=next_state, adjoint=adjoint)
+                         next_state=next_state, adjoint=adjoint,
+                         far=_far(fstats, cfg, st.solver))
         return [t.to(z0[i].dtype) for i, t in enumerate(z)], stats
 
     def _recording(self, f_flat, cfg: dict, recorded: List[Tensor]):

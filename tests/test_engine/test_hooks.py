@@ -151,3 +151,25 @@ def test_backward_fallbacks_are_totalled_and_logged_once_per_interval(
                if 'fell back to the one-step gradient' in line]
     assert len(reports) == 3
     assert '10 of 10 so far' in reports[-1]
+
+
+def test_forward_solves_far_from_tolerance_are_counted_and_warned(tmp_path):
+    """Budget 4 at tol 1e-6 on a random f: the solves stop far above
+    their tolerance; each is counted (the running total equals the
+    per-iteration records) and warned once per interval."""
+    import glob
+    recorder = Record(lambda backbone: int(backbone.last_stats.far.sum()))
+    runner = tiny_runner(tmp_path, TinyDEQNet(), [
+        dict(type='DEQTelemetryHook', interval=2), recorder], 4)
+    runner.train()
+    assert sum(recorder.rows) >= 6  # of 8 samples
+    hub = runner.message_hub
+    assert hub.get_scalar('train/deq/fwd_far').current() == sum(recorder.rows)
+    log = open(glob.glob(str(tmp_path / '*' / '*.log'))[0]).read()
+    assert log.count('stopped unconverged over 10x their tolerance') == 2
+    # a fixed budget (tol 0) is never far
+    backbone = find_mdeq(runner.model)
+    backbone.deq.set_solver('train', tol=0.)
+    runner.model.train()
+    runner.model(torch.randn(2, 3, 8, 8), torch.randn(2, 1), mode='loss')
+    assert backbone.last_stats.far is None

@@ -129,9 +129,11 @@ class DEQTelemetryHook(Hook):
     fraction, per-scale relative residuals, backward residual and
     evaluations, the tracked f applications, and ``bwd_fallback``: the
     running total of samples whose backward solve failed and used the
-    one-step gradient.
-    Fallbacks are counted in every iteration and reported through the
-    logger at most once per ``interval`` (with the totals so far).
+    one-step gradient, and ``fwd_far``: the running total of samples whose
+    forward solve stopped unconverged over 10x its tolerance (per phase).
+    Both are counted in every iteration and warned about through the
+    logger at most once per ``interval`` in training (with the totals so
+    far) and once per validation or test.
 
     Args:
         interval (int): push every ``interval`` training iterations (the
@@ -148,6 +150,30 @@ class DEQTelemetryHook(Hook):
         self.fallback_total = 0  # samples, since this process started
         self.fallback_window = 0  # samples, since the last report
         self.backward_total = 0  # samples with a backward solve
+        # forward solves far from their tolerance, per phase: total since
+        # this process started, since the last report, samples solved
+        self.far = {p: [0, 0, 0] for p in ('train', 'val', 'test')}
+
+    def _count_far(self, runner, phase: str) -> None:
+        output = find_mdeq(runner.model).last_output
+        far = output.stats.far if output is not None else None
+        if far is not None:
+            n = int(far.sum())
+            counts = self.far[phase]
+            counts[0] += n
+            counts[1] += n
+            counts[2] += far.shape[0]
+
+    def _warn_far(self, runner, phase: str, window: str) -> None:
+        total, new, solved = self.far[phase]
+        if new:
+            runner.logger.warning(
+                f'DEQ forward solve ({phase}): {new} sample(s) in {window} '
+                'stopped unconverged over 10x their tolerance; '
+                f'{total} of {solved} so far. Consider a larger budget '
+                '(set_solver / solver_cfg.max_iter), a Jacobian loss, or '
+                'a longer unrolled warm-up.')
+            self.far[phase][1] = 0
 
     def _push(self, runner, prefix: str) -> None:
         output = find_mdeq(runner.model).last_output
@@ -156,11 +182,14 @@ class DEQTelemetryHook(Hook):
         scalars = output.summary()
         if 'bwd_fallback' in scalars:  # the running total, not this batch's
             scalars['bwd_fallback'] = float(self.fallback_total)
+        if 'fwd_far' in scalars:
+            scalars['fwd_far'] = float(self.far[prefix][0])
         for key, value in scalars.items():
             runner.message_hub.update_scalar(f'{prefix}/deq/{key}', value)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
+        self._count_far(runner, 'train')
         stats = find_mdeq(runner.model).last_stats
         if stats is not None and stats.backward is not None:
             self.fallback_total += stats.fallback
@@ -179,11 +208,21 @@ class DEQTelemetryHook(Hook):
                 'so far. Consider a longer unrolled warm-up, a larger '
                 'backward budget or a Jacobian loss.')
             self.fallback_window = 0
+        self._warn_far(runner, 'train',
+                       f'the last {self.interval} iteration(s)')
 
     def after_val_iter(self, runner, batch_idx, data_batch=None,
                        outputs=None) -> None:
+        self._count_far(runner, 'val')
         self._push(runner, 'val')
 
     def after_test_iter(self, runner, batch_idx, data_batch=None,
                         outputs=None) -> None:
+        self._count_far(runner, 'test')
         self._push(runner, 'test')
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self._warn_far(runner, 'val', 'this validation')
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        self._warn_far(runner, 'test', 'this test')
