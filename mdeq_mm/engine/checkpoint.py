@@ -285,6 +285,12 @@ class AtomicCheckpointHook(CheckpointHook):
                 self.out_dir, self.filename_tmpl.format(prune))
             if self.file_backend.isfile(path):
                 self.file_backend.remove(path)
+        if keep > 0 and osp.isdir(self.out_dir):
+            # interrupted checkpoints count in the same window: those
+            # older than the newest ``keep`` checkpoints go
+            for path in work_dir_checkpoints(self.out_dir)[keep:]:
+                if osp.basename(path).endswith('_interrupted.pth'):
+                    os.remove(path)
 
 
 class CheckpointMismatch(ValueError):

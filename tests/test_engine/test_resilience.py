@@ -108,12 +108,17 @@ def test_consecutive_non_finite_steps_stop_with_the_last_finite_weights(
 
 
 def test_atomic_checkpoint_hook_prunes_after_saving(tmp_path):
+    # interrupted checkpoints of earlier runs count in the kept window
+    for n in (1, 3, 9):
+        torch.save({}, tmp_path / f'iter_{n}_interrupted.pth')
     runner = tiny_runner(tmp_path, TinyDEQNet(), [], 4, default_hooks=dict(
         checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False,
                         interval=1, max_keep_ckpts=2)))
     runner.train()
     names = sorted(n for n in os.listdir(tmp_path) if n.endswith('.pth'))
-    assert names == ['iter_3.pth', 'iter_4.pth']
+    # regular ones keep their window (3, 4); interrupted ones outside the
+    # newest two checkpoints of any kind (9, 4) are gone
+    assert names == ['iter_3.pth', 'iter_4.pth', 'iter_9_interrupted.pth']
     assert not [n for n in os.listdir(tmp_path) if n.endswith('.tmp')]
     assert open(tmp_path / 'last_checkpoint').read().endswith('iter_4.pth')
     assert checkpoint_problem(str(tmp_path / 'iter_4.pth')) is None

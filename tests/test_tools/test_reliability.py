@@ -166,6 +166,35 @@ def test_sigterm_to_one_rank_stops_both_with_one_checkpoint(city,
             os.kill(int(pid), 0)
 
 
+def test_sigterm_to_the_launch_script_stops_every_rank(city, tmp_path):
+    """A scheduler's SIGTERM to tools/dist_train.sh reaches torchrun (the
+    script execs it) and every rank: one checkpoint, nothing left running."""
+    work = str(tmp_path / 'work')
+    env = dict(os.environ, OMP_NUM_THREADS='1', PORT=str(free_port()))
+    proc = subprocess.Popen(
+        ['bash', 'tools/dist_train.sh', SEG, '2', '--work-dir', work,
+         *opts(city, 500, ['train_dataloader.batch_size=1'])],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, env=env)
+    log = []
+    read_until(proc, 'Iter(train) [  2/500]', log)
+    workers = subprocess.run(['pgrep', '-f', work], capture_output=True,
+                             text=True).stdout.split()
+    assert len(workers) >= 3, workers  # torchrun and two ranks
+    proc.send_signal(signal.SIGTERM)
+    log += proc.stdout.readlines()
+    rc = proc.wait(120)
+    out = ''.join(log)
+    assert rc != 0, out[-3000:]
+    saved = glob.glob(osp.join(work, '*.pth'))
+    assert len(saved) == 1 and saved[0].endswith('_interrupted.pth'), (
+        saved, out[-3000:])
+    time.sleep(1)
+    left = subprocess.run(['pgrep', '-f', work], capture_output=True,
+                          text=True).stdout.split()
+    assert not left, (left, out[-3000:])
+
+
 def test_diverging_run_stops_cleanly_with_the_last_finite_weights(
         city, tmp_path):
     cfg = derived_config(tmp_path, [dict(type='NaNLossAfterHook', start=3)])
