@@ -64,6 +64,22 @@ def parse_args(argv=None):
     return parse_with_launcher(parser, argv)
 
 
+def _warn_drift(cfg) -> None:
+    """Warn when a resume changes what the checkpoint's run trained with
+    (batch, schedule, model, optimiser): such a resume is another run."""
+    import os.path as osp
+
+    from mdeq_mm.engine import config_drift
+    drift = config_drift(cfg, cfg.load_from)
+    if drift:
+        dumped = osp.join(cfg.work_dir, osp.basename(cfg.filename or ''))
+        print(f'warning: resuming {cfg.load_from} with another config than '
+              'the one it was trained with:\n  ' + '\n  '.join(drift) +
+              f'\n  To continue that run unchanged: python tools/train.py '
+              f'{dumped} --work-dir {cfg.work_dir} --resume auto',
+              file=sys.stderr)
+
+
 def build_cfg(args):
     """The config with the command-line options applied."""
     from mdeq_mm.datasets import check_datasets
@@ -99,6 +115,8 @@ def build_cfg(args):
             raise SystemExit(f'error: cannot load {cfg.load_from}: {problem}')
     enable_fault_tolerance(cfg, args.max_bad_steps)
     require_fitting_checkpoints(cfg, partial=args.partial_load)
+    if cfg.get('resume') and cfg.get('load_from'):
+        _warn_drift(cfg)
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     check_datasets(

@@ -2,6 +2,7 @@
 from .checkpoint import (AtomicCheckpointHook, CheckpointFitHook,
                          CheckpointMismatch, allow_mmengine_checkpoints,
                          checkpoint_mismatch, checkpoint_problem,
+                         config_drift,
                          publish_checkpoint, require_fitting_checkpoints,
                          resume_checkpoint, write_last_checkpoint)
 from .cpu_dist import CPUDistributedDataParallel, setup_cpu_distributed
@@ -19,7 +20,7 @@ __all__ = [
     'run_summary', 'runs_table', 'CPUDistributedDataParallel',
     'setup_cpu_distributed',
     'AtomicCheckpointHook', 'CheckpointFitHook', 'CheckpointMismatch',
-    'checkpoint_mismatch', 'require_fitting_checkpoints',
+    'checkpoint_mismatch', 'config_drift', 'require_fitting_checkpoints',
     'allow_mmengine_checkpoints',
     'checkpoint_problem', 'publish_checkpoint', 'resume_checkpoint',
     'write_last_checkpoint', 'DivergenceGuardHook', 'FiniteOptimWrapper',

@@ -383,6 +383,39 @@ class CheckpointFitHook(Hook):
                               'their initialisation')
 
 
+# what a resumed run must share with the run that saved the checkpoint
+RESUME_KEYS = ('model', 'train_dataloader.batch_size', 'train_cfg',
+               'optim_wrapper.optimizer', 'param_scheduler')
+
+
+def config_drift(cfg, path: str) -> List[str]:
+    """How ``cfg`` differs from the config saved in checkpoint ``path``
+    (mmengine keeps it in ``meta['cfg']``) in what a resume must keep
+    (``RESUME_KEYS``): one ``key: checkpoint ..., now ...`` line each;
+    empty when they agree or the checkpoint holds no config."""
+    from mmengine.config import Config
+    try:
+        meta = torch.load(path, map_location='cpu', mmap=True,
+                          weights_only=True).get('meta') or {}
+        old = Config.fromstring(meta['cfg'], '.py')
+    except Exception:  # no config saved (or not readable): nothing to say
+        return []
+
+    def get(c, key):
+        for part in key.split('.'):
+            c = c.get(part) if hasattr(c, 'get') else None
+        return c.to_dict() if hasattr(c, 'to_dict') else c
+
+    out = []
+    for key in RESUME_KEYS:
+        a, b = get(old, key), get(cfg, key)
+        if a != b:
+            text = [str(v) for v in (a, b)]
+            text = [t if len(t) < 120 else t[:117] + '...' for t in text]
+            out.append(f'{key}: checkpoint {text[0]}, now {text[1]}')
+    return out
+
+
 def require_fitting_checkpoints(cfg, partial: bool = False) -> None:
     """Add :class:`CheckpointFitHook` to a config's ``custom_hooks`` (in
     place; what tools/train.py and tools/test.py do)."""

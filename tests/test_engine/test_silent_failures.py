@@ -116,3 +116,25 @@ def test_max_bad_steps_below_one_is_a_usage_error():
 def test_hook_and_regulariser_values_are_checked_at_build(build, match):
     with pytest.raises(ValueError, match=match):
         build()
+
+
+@pytest.mark.slow
+def test_a_resume_with_another_config_is_warned(city, tmp_path):
+    work = str(tmp_path / 'w')
+    base = [*data_opts(city), 'train_dataloader.batch_size=2',
+            'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
+            'default_hooks.checkpoint.interval=1']
+    run_tool('train', SEG, '--work-dir', work, '--cfg-options', *base)
+    # the same options: no warning
+    out = run_tool('train', SEG, '--work-dir', work, '--resume', 'auto',
+                   '--cfg-options', *base)
+    assert 'with another config' not in out
+    # the defaults (batch 8, 800 iterations) instead of the run's options
+    more = [*data_opts(city), 'train_cfg.max_iters=3',
+            'train_cfg.val_interval=3']
+    out = run_tool('train', SEG, '--work-dir', work, '--resume', 'auto',
+                   '--cfg-options', *more)
+    assert 'warning: resuming' in out and 'with another config' in out
+    assert 'train_dataloader.batch_size: checkpoint 2, now 8' in out
+    assert "train_cfg: checkpoint {'max_iters': 2" in out
+    assert f'python tools/train.py {work}/mdeq-demo_seg.py' in out
