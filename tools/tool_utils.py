@@ -27,9 +27,11 @@ def user_error_exit(exc: BaseException, data_only: bool = False):
     ``FileNotFoundError`` / ``ValueError`` as ``error: ...`` (the tools use
     that for the config-preparation phase, where those are user errors)."""
     from mdeq_mm.datasets import data_error_message
-    from mdeq_mm.engine import CheckpointMismatch
+    from mdeq_mm.engine import CheckpointMismatch, CheckpointSaveError
     if isinstance(exc, CheckpointMismatch):
         return SystemExit(f'error: {exc}')
+    if isinstance(exc, CheckpointSaveError):
+        return SystemExit(f'error: {exc.strerror}')
     msg = data_error_message(exc)
     if msg is not None:
         return SystemExit(f'Dataset error: {msg}')

@@ -153,7 +153,10 @@ def main(argv=None):
     except BaseException as e:
         # Never lose the progress of a run that dies (out of memory, a bad
         # file, an error in a hook): save where it stopped, then re-raise.
-        if made_progress(runner) and runner.rank == 0:
+        from mdeq_mm.engine import CheckpointSaveError
+        # (a save that failed for want of space would fail again)
+        if made_progress(runner) and runner.rank == 0 and not isinstance(
+                e, CheckpointSaveError):
             path = save_interrupted(runner)
             runner.logger.error(
                 f'training failed in iteration {runner.iter + 1}; saved '

@@ -1,8 +1,8 @@
 # Copyright (c) mdeq_mm authors. All rights reserved.
 from .checkpoint import (AtomicCheckpointHook, CheckpointFitHook,
-                         CheckpointMismatch, allow_mmengine_checkpoints,
-                         checkpoint_mismatch, checkpoint_problem,
-                         config_drift,
+                         CheckpointMismatch, CheckpointSaveError,
+                         allow_mmengine_checkpoints, checkpoint_mismatch,
+                         checkpoint_problem, config_drift,
                          publish_checkpoint, require_fitting_checkpoints,
                          resume_checkpoint, write_last_checkpoint)
 from .cpu_dist import CPUDistributedDataParallel, setup_cpu_distributed
@@ -20,6 +20,7 @@ __all__ = [
     'run_summary', 'runs_table', 'CPUDistributedDataParallel',
     'setup_cpu_distributed',
     'AtomicCheckpointHook', 'CheckpointFitHook', 'CheckpointMismatch',
+    'CheckpointSaveError',
     'checkpoint_mismatch', 'config_drift', 'require_fitting_checkpoints',
     'allow_mmengine_checkpoints',
     'checkpoint_problem', 'publish_checkpoint', 'resume_checkpoint',

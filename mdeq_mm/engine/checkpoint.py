@@ -27,6 +27,7 @@ renamed over the target (atomic on POSIX); ``last_checkpoint`` is replaced
 the same way, after the rename; old checkpoints are pruned only after the
 new one exists.
 """
+import errno
 import glob
 import os
 import os.path as osp
@@ -119,10 +120,35 @@ def publish_checkpoint(src: str, dst: Optional[str] = None) -> str:
 ATOMIC_BACKEND = dict(backend='atomic_local')
 
 
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written (e.g. a full disk); the files
+    written before are intact."""
+
+
 def atomic_write(data: bytes, path: str) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is never partial."""
+    """Write ``data`` to ``path`` so that ``path`` is never partial.
+
+    Raises:
+        CheckpointSaveError: no space left for it (the message names the
+            size, the folder and the fix; ``path``'s old content stays).
+    """
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
+    try:
+        _atomic_write(data, path, folder)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise CheckpointSaveError(
+            e.errno, f'no space left in {folder} to write '
+            f'{osp.basename(path)} ({len(data) / 2**20:.0f} MB; an atomic '
+            'save needs room for it beside the files it replaces); the '
+            'checkpoints written before are intact. Free space, lower '
+            'default_hooks.checkpoint.max_keep_ckpts or use another '
+            '--work-dir, then continue with --resume auto') from None
+
+
+def _atomic_write(data: bytes, path: str, folder: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(path)}.',
                                suffix='.tmp', dir=folder)
     try:

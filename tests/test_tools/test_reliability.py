@@ -225,3 +225,32 @@ def test_corrupt_checkpoints_are_named_in_one_line(city, tmp_path):
                            ok=False)
         assert rc == 1 and 'Traceback' not in out, (args, out[-2000:])
         assert f'error: cannot load {bad}: not a torch checkpoint' in out
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 24 MB file system (tmpfs; skipped where mounting is refused): room
+    for one demo checkpoint (14 MB with the optimiser) and the logs."""
+    path = tmp_path / 'small'
+    path.mkdir()
+    res = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=24m', 'tmpfs',
+                          str(path)], capture_output=True, text=True)
+    if res.returncode:
+        pytest.skip(f'cannot mount a small tmpfs here: {res.stderr.strip()}')
+    yield str(path)
+    subprocess.run(['umount', '-l', str(path)])
+
+
+def test_full_disk_is_one_line_and_the_previous_checkpoint_survives(
+        city, small_disk):
+    from mdeq_mm.engine import checkpoint_problem
+    work = osp.join(small_disk, 'work')
+    out, rc = run_tool('train', SEG, '--work-dir', work,
+                       *opts(city, 3, ['default_hooks.checkpoint.interval=1']),
+                       ok=False)
+    assert rc == 1 and 'Traceback' not in out, out[-3000:]
+    line = next(x for x in out.splitlines() if x.startswith('error:'))
+    assert 'no space left in' in line and 'intact' in line
+    assert checkpoint_problem(osp.join(work, 'iter_1.pth')) is None
+    assert not glob.glob(osp.join(work, '.*.tmp'))
+    assert not glob.glob(osp.join(work, '*interrupted*'))
