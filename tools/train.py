@@ -7,7 +7,7 @@ Flags follow the OpenMMLab tools. Works from a checkout without PYTHONPATH.
 Usage:
     python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]]
         [--amp] [--no-validate] [--max-bad-steps K] [--partial-load]
-        [--cfg-options k=v ...]
+        [--dist-timeout SECONDS] [--cfg-options k=v ...]
         [--launcher {none,pytorch,slurm,mpi}]
 
 Progress is never lost: SIGTERM / SIGUSR1 / Ctrl-C stop after the current
@@ -18,6 +18,15 @@ skipped) stop the run with the last finite weights saved. See
 """
 import argparse
 import sys
+
+
+def _collective_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` is a distributed collective that timed out."""
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and (
+        'timed out' in text or 'timeout' in text) and (
+            'gloo' in text or 'nccl' in text or 'recv' in text
+            or 'collective' in text or 'watchdog' in text)
 
 
 def _at_least_one(text: str) -> int:
@@ -51,6 +60,11 @@ def parse_args(argv=None):
         '--max-bad-steps', type=_at_least_one, default=5,
         help='consecutive non-finite steps (each skipped) that stop '
         'training with the last finite weights saved (>= 1)')
+    parser.add_argument(
+        '--dist-timeout', type=_at_least_one, metavar='SECONDS',
+        help='end a multi-process run when a collective operation waits '
+        'longer than this for another rank (default: the backend\'s, '
+        '30 min)')
     parser.add_argument(
         '--partial-load', action='store_true',
         help='let load_from / --resume load a checkpoint that does not fit '
@@ -87,6 +101,10 @@ def build_cfg(args):
                                 require_fitting_checkpoints,
                                 resume_checkpoint)
     from tool_utils import load_tool_cfg
+    if args.dist_timeout:
+        args.cfg_options = dict(args.cfg_options or {},
+                                **{'env_cfg.dist_cfg.timeout':
+                                   args.dist_timeout})
     cfg = load_tool_cfg(args.config, args.cfg_options, args.work_dir,
                         args.launcher)
     if args.amp:
@@ -166,6 +184,13 @@ def main(argv=None):
         exit_ = user_error_exit(e, data_only=True)
         if exit_ is not None:
             raise exit_ from None
+        if _collective_timeout(e):
+            raise SystemExit(
+                f'error: rank {runner.rank}: a collective operation timed '
+                'out waiting for another rank, which stopped answering '
+                f'(hung, stopped or killed): {str(e).splitlines()[0][:200]}'
+                '. Its own log names why; the checkpoints are intact: '
+                'restart with --resume auto') from None
         raise
     # the DDP wrapper's reducer holds the process group: release it first,
     # so that the group (and gloo's threads) ends here, not at exit

@@ -8,6 +8,7 @@ project's tools call :func:`setup_cpu_distributed`, which initialises a gloo
 process group first (the Runner then skips its own initialisation) and
 selects :class:`CPUDistributedDataParallel`, which drops ``device_ids``.
 """
+import datetime
 import os
 
 import torch
@@ -33,10 +34,14 @@ def setup_cpu_distributed(cfg) -> bool:
         raise ValueError(f'--launcher {cfg.launcher} without CUDA is not '
                          'supported; use torchrun with --launcher pytorch')
     if not dist.is_initialized():
+        timeout = ((cfg.get('env_cfg') or {}).get('dist_cfg') or {}).get(
+            'timeout')  # seconds, as mmengine takes it for NCCL
         dist.init_process_group(
             'gloo',
             rank=int(os.environ['RANK']),
-            world_size=int(os.environ['WORLD_SIZE']))
+            world_size=int(os.environ['WORLD_SIZE']),
+            **({} if timeout is None else dict(
+                timeout=datetime.timedelta(seconds=timeout))))
     wrapper = cfg.get('model_wrapper_cfg') or {}
     wrapper = dict(wrapper)
     wrapper['type'] = 'CPUDistributedDataParallel'

@@ -7,6 +7,7 @@ import glob
 import os
 import os.path as osp
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -193,6 +194,44 @@ def test_sigterm_to_the_launch_script_stops_every_rank(city, tmp_path):
     left = subprocess.run(['pgrep', '-f', work], capture_output=True,
                           text=True).stdout.split()
     assert not left, (left, out[-3000:])
+
+
+def test_a_rank_that_stops_answering_ends_the_job_with_the_rank_named(
+        city, tmp_path):
+    """SIGSTOP to one rank of two: with --dist-timeout the other rank's
+    collective times out, it ends with one line naming itself, and torchrun
+    ends the job (nothing is left running)."""
+    work = str(tmp_path / 'work')
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS='1')
+    proc = start([
+        '-m', 'torch.distributed.run', '--nproc_per_node=2',
+        f'--master_port={free_port()}', 'tools/train.py', SEG, '--launcher',
+        'pytorch', '--work-dir', work, '--dist-timeout', '10',
+        *opts(city, 500, ['train_dataloader.batch_size=1'])
+    ], env=env)
+    log = []
+    read_until(proc, 'Iter(train) [  2/500]', log)
+    workers = subprocess.run(['pgrep', '-P', str(proc.pid), '-f', 'train.py'],
+                             capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2, workers
+    os.kill(int(workers[-1]), signal.SIGSTOP)
+    try:
+        log += proc.stdout.readlines()
+        rc = proc.wait(180)
+    finally:
+        for pid in workers:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    out = ''.join(log)
+    assert rc != 0, out[-3000:]
+    assert 'a collective operation timed out waiting for another rank' in \
+        out, out[-3000:]
+    assert re.search(r'error: rank [01]: a collective', out)
+    time.sleep(1)
+    assert not subprocess.run(['pgrep', '-f', work], capture_output=True,
+                              text=True).stdout.split()
 
 
 def test_diverging_run_stops_cleanly_with_the_last_finite_weights(
