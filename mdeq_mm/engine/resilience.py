@@ -19,6 +19,7 @@
 :func:`enable_fault_tolerance` turns all of it on in a config (what
 ``tools/train.py`` does).
 """
+import math
 import os.path as osp
 import signal
 import threading
@@ -256,26 +257,61 @@ class FiniteOptimWrapper(OptimWrapper):
 @register('HOOKS', root=True)
 class DivergenceGuardHook(Hook):
     """Log skipped (non-finite) steps; after ``max_consecutive`` in a row,
-    save the last finite weights and stop with :class:`TrainingDiverged`.
+    save the last healthy weights and stop with :class:`TrainingDiverged`.
 
     The model's buffers (BatchNorm running statistics, which a forward
     pass through non-finite activations poisons) are restored to their
     values before a skipped step, so a skipped step changes nothing.
 
+    A run usually explodes over a few steps before its loss turns
+    non-finite: the weights then are finite but useless. So every
+    ``snapshot_interval`` iterations the weights are copied (to the CPU)
+    before the step, and kept as the *healthy* weights when that step's
+    loss is finite and at most ``healthy_factor`` times the median of the
+    recent healthy losses; those are what a divergence saves (without the
+    optimiser state, whose moments exploded with the weights).
+
     Needs ``optim_wrapper=dict(type='FiniteOptimWrapper', ...)``.
 
     Args:
         max_consecutive (int): skipped steps in a row that stop training.
+        snapshot_interval (int): iterations between weight snapshots.
+        healthy_factor (float): a loss above this multiple of the median
+            of the last 20 healthy losses is not healthy.
     """
     priority = 'LOW'  # after the telemetry, before GracefulStopHook
 
-    def __init__(self, max_consecutive: int = 5):
-        if max_consecutive < 1:
-            raise ValueError(f'max_consecutive must be >= 1, got '
-                             f'{max_consecutive}')
+    def __init__(self, max_consecutive: int = 5, snapshot_interval: int = 10,
+                 healthy_factor: float = 10.):
+        if max_consecutive < 1 or snapshot_interval < 1 or \
+                not healthy_factor > 1:
+            raise ValueError(
+                'DivergenceGuardHook needs max_consecutive >= 1, '
+                'snapshot_interval >= 1 and healthy_factor > 1, got '
+                f'{max_consecutive}, {snapshot_interval}, {healthy_factor}')
         self.max_consecutive = max_consecutive
+        self.snapshot_interval = snapshot_interval
+        self.healthy_factor = healthy_factor
         self._seen = 0
         self._buffers = []
+        self._pending = None  # (iteration, weights) before this step
+        self.healthy = None  # (iteration, weights) of the last healthy one
+        self._losses = []
+
+    @staticmethod
+    def _model(runner):
+        return runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+
+    def _is_healthy(self, loss: float) -> bool:
+        if not math.isfinite(loss):
+            return False
+        recent = sorted(self._losses[-20:])
+        ok = not recent or loss <= self.healthy_factor * max(
+            recent[len(recent) // 2], 1e-12)
+        if ok:
+            self._losses.append(loss)
+        return ok
 
     def before_train(self, runner) -> None:
         if not isinstance(runner.optim_wrapper, FiniteOptimWrapper):
@@ -285,16 +321,25 @@ class DivergenceGuardHook(Hook):
                 f'{type(runner.optim_wrapper).__name__}')
 
     def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+        model = self._model(runner)
         self._buffers = [(b, b.detach().clone()) for b in model.buffers()]
+        self._pending = None
+        if runner.iter % self.snapshot_interval == 0:
+            self._pending = (runner.iter, {
+                k: v.detach().to('cpu', copy=True)
+                for k, v in model.state_dict().items()})
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
         ow = runner.optim_wrapper
         runner.message_hub.update_scalar('train/skipped_steps',
                                          float(ow.skipped))
+        loss = (outputs or {}).get('loss')
+        loss = float(loss) if loss is not None else float('nan')
         if ow.skipped == self._seen:
+            if self._is_healthy(loss) and self._pending is not None:
+                self.healthy = self._pending
+            self._pending = None
             return
         self._seen = ow.skipped
         with torch.no_grad():
@@ -308,17 +353,33 @@ class DivergenceGuardHook(Hook):
         if ow.consecutive < self.max_consecutive:
             return
         last_good = runner.message_hub.get_info('last_ckpt', None)
-        path = save_interrupted(runner)
+        path, what = self._save_healthy(runner)
         msg = (f'training diverged: {ow.consecutive} consecutive '
                f'non-finite steps up to iteration {it} ({ow.last_reason}). '
-               f'{_solver_state(runner)}The last finite weights are in '
-               f'{path}; the last regular checkpoint is '
-               f'{last_good or "none"}. Usual fixes: a longer unrolled '
-               'warm-up (DEQWarmupHook), a larger solver budget, a Jacobian '
-               'loss (backbone jac_loss=dict(weight=...)), a lower learning '
-               'rate or gradient clipping (optim_wrapper.clip_grad).')
+               f'{_solver_state(runner)}{what} are in {path}; the last '
+               f'regular checkpoint is {last_good or "none"}. Usual fixes: '
+               'a longer unrolled warm-up (DEQWarmupHook), a larger solver '
+               'budget, a Jacobian loss (backbone jac_loss=dict(weight=...))'
+               ', a lower learning rate or gradient clipping '
+               '(optim_wrapper.clip_grad).')
         runner.logger.error(msg)
         raise TrainingDiverged(msg, path)
+
+    def _save_healthy(self, runner):
+        """Save the last healthy weights (else the current ones, with the
+        optimiser); return the path and what it holds."""
+        if self.healthy is None:
+            return save_interrupted(runner), 'The last finite weights'
+        step, weights = self.healthy
+        self._model(runner).load_state_dict(weights)
+        name = f'iter_{step}_healthy.pth'
+        runner.save_checkpoint(runner.work_dir, name, save_optimizer=False,
+                               save_param_scheduler=False, by_epoch=False,
+                               backend_args=dict(ATOMIC_BACKEND))
+        return (osp.join(runner.work_dir, name),
+                'The last healthy weights (before iteration '
+                f'{step + 1}, whose loss was finite and not exploding; no '
+                'optimiser state: start a new run from them with load_from)')
 
 
 def _solver_state(runner) -> str:

@@ -234,7 +234,7 @@ def test_a_rank_that_stops_answering_ends_the_job_with_the_rank_named(
                               text=True).stdout.split()
 
 
-def test_diverging_run_stops_cleanly_with_the_last_finite_weights(
+def test_diverging_run_stops_cleanly_with_the_last_healthy_weights(
         city, tmp_path):
     cfg = derived_config(tmp_path, [dict(type='NaNLossAfterHook', start=3)])
     work = str(tmp_path / 'work')
@@ -245,11 +245,36 @@ def test_diverging_run_stops_cleanly_with_the_last_finite_weights(
     assert 'error: training diverged: 2 consecutive non-finite steps up ' \
         'to iteration 4' in out
     assert 'iteration 3: optimiser step skipped, non-finite loss' in out
-    ckpt = osp.join(work, 'iter_4_interrupted.pth')
-    assert open(osp.join(work, 'last_checkpoint')).read() == ckpt
+    ckpt = osp.join(work, 'iter_0_healthy.pth')  # the snapshot of iter 0
+    assert 'The last healthy weights (before iteration 1' in out
+    assert f'are in {ckpt}' in out
     weights = state(ckpt)
     assert all(torch.isfinite(v).all() for v in weights.values()
                if v.is_floating_point())
+
+
+def test_an_exploding_run_saves_weights_from_before_the_explosion(
+        city, tmp_path):
+    """lr 1e6: the loss explodes while still finite, then turns NaN. The
+    weights saved are the last healthy ones (as small as at the start),
+    not the finite but exploded weights of the last finite step."""
+    work = str(tmp_path / 'work')
+    out, rc = run_tool('train', SEG, '--work-dir', work, '--max-bad-steps',
+                       '2', *opts(city, 40, [
+                           'optim_wrapper.optimizer.lr=1e6',
+                           'optim_wrapper.clip_grad=None',
+                           'custom_hooks.0.warmup_iters=40']), ok=False)
+    assert rc == 1 and 'training diverged' in out, out[-3000:]
+    saved = glob.glob(osp.join(work, 'iter_*_healthy.pth'))
+    assert len(saved) == 1, out[-3000:]
+    from mdeq_mm.apis import init_model
+    start = init_model(SEG).state_dict()
+    weights = state(saved[0])
+    biggest = max(float(v.abs().max()) for k, v in weights.items()
+                  if v.is_floating_point() and 'running' not in k)
+    initial = max(float(v.abs().max()) for k, v in start.items()
+                  if v.is_floating_point() and 'running' not in k)
+    assert biggest < 10 * initial, (biggest, initial)
 
 
 def test_corrupt_checkpoints_are_named_in_one_line(city, tmp_path):
