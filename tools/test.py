@@ -87,9 +87,10 @@ def main(argv=None):
         cfg = build_cfg(args)
     except (FileNotFoundError, ValueError) as e:
         raise user_error_exit(e) from None
-    from mmengine.runner import Runner
+    from tool_utils import build_runner
+    runner = build_runner(cfg)
     try:
-        metrics = Runner.from_cfg(cfg).test()
+        metrics = runner.test()
     except (FileNotFoundError, ValueError) as e:  # a file a worker loaded
         exit_ = user_error_exit(e, data_only=True)
         if exit_ is None:

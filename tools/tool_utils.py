@@ -40,6 +40,24 @@ def user_error_exit(exc: BaseException, data_only: bool = False):
     return SystemExit(f'error: {exc}')
 
 
+def build_runner(cfg):
+    """The Runner of a tool run. A config error met while building it (a
+    bad option value, an unknown type, a misspelt argument: mmengine
+    re-raises them naming the class) ends the tool with one line instead
+    of a traceback."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    try:
+        return (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
+                RUNNERS.build(cfg))
+    except (ValueError, KeyError) as e:
+        raise SystemExit(f'error: in the config: {e}') from None
+    except TypeError as e:
+        if 'argument' not in str(e):
+            raise
+        raise SystemExit(f'error: in the config: {e}') from None
+
+
 def close_distributed():
     """Tear down the process group a launcher opened, once the run has
     finished on every rank. Left to interpreter exit, gloo's threads can be

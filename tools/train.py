@@ -150,15 +150,11 @@ def main(argv=None):
         cfg = build_cfg(args)
     except (FileNotFoundError, ValueError) as e:
         raise user_error_exit(e) from None
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-
     from mdeq_mm.engine import (TrainingDiverged, TrainingInterrupted,
                                 made_progress, save_interrupted)
     from mdeq_mm.engine.resilience import resume_command
-    from tool_utils import close_distributed
-    runner = (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
-              RUNNERS.build(cfg))
+    from tool_utils import build_runner, close_distributed
+    runner = build_runner(cfg)
     try:
         runner.train()
     except TrainingInterrupted as e:  # a signal; the checkpoint is saved

@@ -138,3 +138,28 @@ def test_a_resume_with_another_config_is_warned(city, tmp_path):
     assert 'train_dataloader.batch_size: checkpoint 2, now 8' in out
     assert "train_cfg: checkpoint {'max_iters': 2" in out
     assert f'python tools/train.py {work}/mdeq-demo_seg.py' in out
+
+
+@pytest.mark.slow
+def test_bad_option_values_stop_the_tools_in_one_line(city, tmp_path):
+    for opt, match in (
+            ('model.backbone.grad_cfg.solver_cfg.stop_mode=relative',
+             "stop_mode must be one of ('abs', 'rel', 'initial')"),
+            ('model.backbone.solver_cfg.max_iter=-1',
+             'max_iter must be an int >= 0'),
+            ('custom_hooks.1.interval=0', 'interval must be an int >= 1')):
+        out, rc = run_tool('train', SEG, '--work-dir', str(tmp_path / 'w'),
+                           '--cfg-options', *data_opts(city), opt, ok=False)
+        assert rc == 1 and 'Traceback' not in out, (opt, out[-3000:])
+        line = next(x for x in out.splitlines() if x.startswith('error:'))
+        assert match in line, (opt, line)
+
+
+@pytest.mark.slow
+def test_far_solves_are_counted_and_warned_in_testing(city, tmp_path):
+    ckpt = save(tmp_path / 'seg.pth', init_model(SEG).state_dict())
+    out = run_tool('test', SEG, ckpt, '--work-dir', str(tmp_path / 'w'),
+                   '--cfg-options', *data_opts(city),
+                   'model.backbone.solver_cfg.max_iter=0')
+    assert 'DEQ forward solve (test): 1 sample(s) in this test stopped ' \
+        'unconverged over 10x their tolerance' in out
