@@ -82,13 +82,8 @@ def build_cfg(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    from tool_utils import user_error_exit
-    try:
-        cfg = build_cfg(args)
-    except (FileNotFoundError, ValueError) as e:
-        raise user_error_exit(e) from None
-    from tool_utils import build_runner
-    runner = build_runner(cfg)
+    from tool_utils import runner_for, user_error_exit
+    runner = runner_for(build_cfg, args)
     try:
         metrics = runner.test()
     except (FileNotFoundError, ValueError) as e:  # a file a worker loaded

@@ -40,6 +40,16 @@ def user_error_exit(exc: BaseException, data_only: bool = False):
     return SystemExit(f'error: {exc}')
 
 
+def runner_for(build_cfg, args):
+    """``build_cfg(args)`` (a user's error in it as one line), then the
+    Runner (:func:`build_runner`)."""
+    try:
+        cfg = build_cfg(args)
+    except (FileNotFoundError, ValueError) as e:
+        raise user_error_exit(e) from None
+    return build_runner(cfg)
+
+
 def build_runner(cfg):
     """The Runner of a tool run. A config error met while building it (a
     bad option value, an unknown type, a misspelt argument: mmengine

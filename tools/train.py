@@ -145,16 +145,11 @@ def build_cfg(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    from tool_utils import user_error_exit
-    try:
-        cfg = build_cfg(args)
-    except (FileNotFoundError, ValueError) as e:
-        raise user_error_exit(e) from None
     from mdeq_mm.engine import (TrainingDiverged, TrainingInterrupted,
                                 made_progress, save_interrupted)
     from mdeq_mm.engine.resilience import resume_command
-    from tool_utils import build_runner, close_distributed
-    runner = build_runner(cfg)
+    from tool_utils import close_distributed, runner_for, user_error_exit
+    runner = runner_for(build_cfg, args)
     try:
         runner.train()
     except TrainingInterrupted as e:  # a signal; the checkpoint is saved

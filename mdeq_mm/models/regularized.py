@@ -29,9 +29,14 @@ def add_deq_losses(losses: dict, output, head_losses) -> dict:
 
 
 class WithDEQLosses:
-    """Mixin for a model with an MDEQ ``backbone``, ``loss(inputs,
-    samples)`` and ``_correction_head_losses(feats, samples)``: adds the
+    """Mixin for a model with an MDEQ ``backbone``, an optional ``neck``,
+    ``loss(inputs, samples)`` and ``_head_losses(feats, samples)``: adds the
     Jacobian and correction losses of the forward behind ``loss``."""
+
+    def _correction_head_losses(self, feats, data_samples):
+        if self.with_neck:
+            feats = self.neck(feats)
+        return self._head_losses(feats, data_samples)
 
     def loss(self, inputs, data_samples):
         losses = super().loss(inputs, data_samples)
@@ -50,9 +55,7 @@ if importlib.util.find_spec('mmseg') is not None:
         """EncoderDecoder whose losses include ``loss_jac`` and the
         fixed-point correction's."""
 
-        def _correction_head_losses(self, feats, data_samples):
-            if self.with_neck:
-                feats = self.neck(feats)
+        def _head_losses(self, feats, data_samples):
             return self._decode_head_forward_train(feats, data_samples)
 
     __all__ += ['DEQEncoderDecoder']
@@ -65,9 +68,7 @@ if importlib.util.find_spec('mmpretrain') is not None:
         """ImageClassifier whose losses include ``loss_jac`` and the
         fixed-point correction's."""
 
-        def _correction_head_losses(self, feats, data_samples):
-            if self.with_neck:
-                feats = self.neck(feats)
+        def _head_losses(self, feats, data_samples):
             return self.head.loss(feats, data_samples)
 
     __all__ += ['DEQImageClassifier']
