@@ -263,13 +263,15 @@ class DivergenceGuardHook(Hook):
     pass through non-finite activations poisons) are restored to their
     values before a skipped step, so a skipped step changes nothing.
 
-    A run usually explodes over a few steps before its loss turns
-    non-finite: the weights then are finite but useless. So every
+    What a divergence saves: when the last finite step was healthy (its
+    loss at most ``healthy_factor`` times the median of the recent healthy
+    losses), the current weights, which the skipped steps left unchanged,
+    with the optimiser (resumable). A run that explodes over a few finite
+    steps first leaves finite but useless weights; so every
     ``snapshot_interval`` iterations the weights are copied (to the CPU)
-    before the step, and kept as the *healthy* weights when that step's
-    loss is finite and at most ``healthy_factor`` times the median of the
-    recent healthy losses; those are what a divergence saves (without the
-    optimiser state, whose moments exploded with the weights).
+    before the step and kept when that step is healthy, and such a run
+    saves those (without the optimiser state, whose moments exploded with
+    the weights).
 
     Needs ``optim_wrapper=dict(type='FiniteOptimWrapper', ...)``.
 
@@ -297,6 +299,7 @@ class DivergenceGuardHook(Hook):
         self._pending = None  # (iteration, weights) before this step
         self.healthy = None  # (iteration, weights) of the last healthy one
         self._losses = []
+        self._last_finite_healthy = True
 
     @staticmethod
     def _model(runner):
@@ -337,7 +340,8 @@ class DivergenceGuardHook(Hook):
         loss = (outputs or {}).get('loss')
         loss = float(loss) if loss is not None else float('nan')
         if ow.skipped == self._seen:
-            if self._is_healthy(loss) and self._pending is not None:
+            self._last_finite_healthy = self._is_healthy(loss)
+            if self._last_finite_healthy and self._pending is not None:
                 self.healthy = self._pending
             self._pending = None
             return
@@ -368,7 +372,7 @@ class DivergenceGuardHook(Hook):
     def _save_healthy(self, runner):
         """Save the last healthy weights (else the current ones, with the
         optimiser); return the path and what it holds."""
-        if self.healthy is None:
+        if self._last_finite_healthy or self.healthy is None:
             return save_interrupted(runner), 'The last finite weights'
         step, weights = self.healthy
         self._model(runner).load_state_dict(weights)

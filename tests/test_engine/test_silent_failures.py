@@ -5,6 +5,7 @@ stop tools/test.py, load_from and --resume with one line naming the keys
 summarised); option values of hooks and regularisers are checked when they
 are built."""
 import glob
+import os
 import os.path as osp
 
 import pytest
@@ -81,6 +82,18 @@ def test_tools_stop_on_a_checkpoint_that_does_not_fit(city, tmp_path):
         assert '--partial-load' in line
         # nothing was trained or written
         assert not glob.glob(osp.join(work, '*.pth'))
+    # --resume auto on a work dir whose checkpoint does not fit: every
+    # retry stops the same way and writes nothing
+    work = tmp_path / 'auto'
+    work.mkdir()
+    save(work / 'iter_4.pth', init_model(OTHER).state_dict())
+    for _ in range(2):
+        out, rc = run_tool('train', SEG, '--work-dir', str(work), '--resume',
+                           'auto', '--cfg-options', *data_opts(city), *train,
+                           ok=False)
+        assert rc == 1 and 'does not fit the model' in out, out[-3000:]
+        assert [n for n in os.listdir(work) if n.endswith('.pth')] == [
+            'iter_4.pth']
 
 
 @pytest.mark.slow

@@ -234,8 +234,10 @@ def test_a_rank_that_stops_answering_ends_the_job_with_the_rank_named(
                               text=True).stdout.split()
 
 
-def test_diverging_run_stops_cleanly_with_the_last_healthy_weights(
+def test_diverging_run_stops_cleanly_with_the_last_finite_weights(
         city, tmp_path):
+    """The loss turns NaN at once: the last finite weights (the skipped
+    steps left them unchanged) are saved, resumable."""
     cfg = derived_config(tmp_path, [dict(type='NaNLossAfterHook', start=3)])
     work = str(tmp_path / 'work')
     out, rc = run_tool('train', cfg, '--work-dir', work, '--max-bad-steps',
@@ -245,9 +247,9 @@ def test_diverging_run_stops_cleanly_with_the_last_healthy_weights(
     assert 'error: training diverged: 2 consecutive non-finite steps up ' \
         'to iteration 4' in out
     assert 'iteration 3: optimiser step skipped, non-finite loss' in out
-    ckpt = osp.join(work, 'iter_0_healthy.pth')  # the snapshot of iter 0
-    assert 'The last healthy weights (before iteration 1' in out
-    assert f'are in {ckpt}' in out
+    ckpt = osp.join(work, 'iter_4_interrupted.pth')
+    assert f'The last finite weights are in {ckpt}' in out
+    assert open(osp.join(work, 'last_checkpoint')).read() == ckpt
     weights = state(ckpt)
     assert all(torch.isfinite(v).all() for v in weights.values()
                if v.is_floating_point())
