@@ -19,6 +19,7 @@
 :func:`enable_fault_tolerance` turns all of it on in a config (what
 ``tools/train.py`` does).
 """
+import collections
 import math
 import os.path as osp
 import signal
@@ -32,6 +33,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.optim import OptimWrapper
 from mmengine.runner import EpochBasedTrainLoop
 
+from mdeq_mm.ops.validation import is_int, is_number
 from mdeq_mm.registry import register
 from .checkpoint import ATOMIC_BACKEND, write_last_checkpoint
 
@@ -285,7 +287,8 @@ class DivergenceGuardHook(Hook):
 
     def __init__(self, max_consecutive: int = 5, snapshot_interval: int = 10,
                  healthy_factor: float = 10.):
-        if max_consecutive < 1 or snapshot_interval < 1 or \
+        if not is_int(max_consecutive, 1) or not is_int(
+                snapshot_interval, 1) or not is_number(healthy_factor) or \
                 not healthy_factor > 1:
             raise ValueError(
                 'DivergenceGuardHook needs max_consecutive >= 1, '
@@ -298,7 +301,7 @@ class DivergenceGuardHook(Hook):
         self._buffers = []
         self._pending = None  # (iteration, weights) before this step
         self.healthy = None  # (iteration, weights) of the last healthy one
-        self._losses = []
+        self._losses = collections.deque(maxlen=20)  # recent healthy
         self._last_finite_healthy = True
 
     @staticmethod
@@ -309,7 +312,7 @@ class DivergenceGuardHook(Hook):
     def _is_healthy(self, loss: float) -> bool:
         if not math.isfinite(loss):
             return False
-        recent = sorted(self._losses[-20:])
+        recent = sorted(self._losses)
         ok = not recent or loss <= self.healthy_factor * max(
             recent[len(recent) // 2], 1e-12)
         if ok:

@@ -41,7 +41,7 @@ from torch import Tensor
 from .solvers import (CONVERGED, SOLVERS, SolverStats, budget_of,
                       check_solver_cfg, get_solver, max_iter_for,
                       solver_default, solver_options)
-from .validation import check_keys
+from .validation import check_keys, is_int, is_number
 
 SOLVE_PHASES = ('eval', 'train', 'both', 'backward')
 # a solve that stops this many times above its tolerance is reported
@@ -299,13 +299,13 @@ class SolverSettings:
         elif grad == 'phantom':
             cfg.setdefault('k', 1)
             cfg.setdefault('tau', 1.0)
-            if not isinstance(cfg['k'], int) or cfg['k'] < 1 or \
+            if not is_int(cfg['k'], 1) or not is_number(cfg['tau']) or \
                     not 0 < cfg['tau'] <= 1:
                 raise ValueError('phantom gradient needs an int k >= 1 and '
                                  f'0 < tau <= 1, got {cfg}')
         else:
             cfg.setdefault('depth', 5)
-            if not isinstance(cfg['depth'], int) or cfg['depth'] < 1:
+            if not is_int(cfg['depth'], 1):
                 raise ValueError(f'unrolled depth must be an int >= 1: {cfg}')
         return cfg
 
@@ -373,7 +373,7 @@ class ImplicitLayer:
             return None
         check_keys(cfg, ('n_states', 'tau'), 'correction')
         cfg = dict(dict(n_states=2, tau=1.0), **cfg)
-        if not isinstance(cfg['n_states'], int) or cfg['n_states'] < 2 or \
+        if not is_int(cfg['n_states'], 2) or not is_number(cfg['tau']) or \
                 not 0 < cfg['tau'] <= 1:
             raise ValueError('correction needs an int n_states >= 2 (z* '
                              f'counts as one) and 0 < tau <= 1, got {cfg}')

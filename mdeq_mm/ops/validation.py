@@ -25,6 +25,12 @@ def is_int(value, minimum: int = 0) -> bool:
         value >= minimum
 
 
+def is_number(value, minimum: float = float('-inf')) -> bool:
+    """An int or float (not a bool) >= ``minimum`` (NaN is not)."""
+    return isinstance(value, (int, float)) and not isinstance(
+        value, bool) and value >= minimum
+
+
 def check_value(what: str, value, ok: bool, expected: str) -> None:
     """Raise ValueError ``<what> must be <expected>, got <value>`` unless
     ``ok``."""

@@ -9,13 +9,8 @@ nothing of the Runner.
 from mmengine.hooks import Hook
 
 from mdeq_mm.apis import find_mdeq
-from mdeq_mm.ops.validation import check_value, is_int
+from mdeq_mm.ops.validation import check_value, is_int, is_number
 from mdeq_mm.registry import register
-
-
-def _number(value, minimum: float) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(
-        value, bool) and value >= minimum
 
 
 @register('HOOKS', root=True)
@@ -78,10 +73,10 @@ class DEQJacobianScheduleHook(Hook):
                  increment_every=None, stop_iter=None):
         what = 'DEQJacobianScheduleHook '
         check_value(what + 'warmup_weight', warmup_weight,
-                    warmup_weight is None or _number(warmup_weight, 0),
+                    warmup_weight is None or is_number(warmup_weight, 0),
                     'None or a number >= 0')
         check_value(what + 'increment', increment,
-                    _number(increment, float('-inf')), 'a number')
+                    is_number(increment), 'a number')
         check_value(what + 'increment_every', increment_every,
                     increment_every is None or is_int(increment_every, 1),
                     'None or an int >= 1')

@@ -20,7 +20,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mdeq_mm.ops import (DEQStats, ImplicitLayer, StatePacker,
                          jacobian_frobenius)
-from mdeq_mm.ops.validation import check_keys, check_value, is_int
+from mdeq_mm.ops.validation import (check_keys, check_value, is_int,
+                                    is_number)
 from mdeq_mm.registry import register
 from ..layers import MDEQLayer, WeightNormConv2d
 
@@ -333,10 +334,9 @@ class MDEQ(BaseModule):
             raise ValueError(f'jac_loss needs a weight; got {jac_loss}')
         cfg = dict(dict(freq=1.0, n_samples=2), **jac_loss)
         w, freq = cfg['weight'], cfg['freq']
-        check_value('jac_loss weight', w, isinstance(w, (int, float))
-                    and w >= 0, 'a number >= 0')
-        check_value('jac_loss freq', freq, isinstance(freq, (int, float))
-                    and 0 <= freq <= 1, 'a number in [0, 1]')
+        check_value('jac_loss weight', w, is_number(w, 0), 'a number >= 0')
+        check_value('jac_loss freq', freq, is_number(freq, 0) and freq <= 1,
+                    'a number in [0, 1]')
         check_value('jac_loss n_samples', cfg['n_samples'],
                     is_int(cfg['n_samples'], 1), 'an int >= 1')
         return cfg

@@ -5,6 +5,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
+from ..validation import is_int, is_number
 from .linalg import _diagonal, _eye, _solve_unpivoted
 from .loop import LoopOptions, _iterate, _merge, _Method, is_static
 from .registry import register_solver
@@ -91,11 +92,11 @@ class _Anderson(_Method):
 
 def _check(cfg):
     problems = []
-    if not isinstance(cfg['m'], int) or cfg['m'] < 1:
+    if not is_int(cfg['m'], 1):
         problems.append(f"m must be an int >= 1, got {cfg['m']!r}")
-    if not cfg['lam'] >= 0:
+    if not is_number(cfg['lam'], 0):
         problems.append(f"lam must be >= 0, got {cfg['lam']!r}")
-    if not 0 < cfg['beta'] <= 1:
+    if not is_number(cfg['beta']) or not 0 < cfg['beta'] <= 1:
         problems.append(f"beta must be in (0, 1], got {cfg['beta']!r}")
     if problems:
         raise ValueError('; '.join(problems))

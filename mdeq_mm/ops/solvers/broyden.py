@@ -5,6 +5,7 @@ from typing import List
 import torch
 from torch import Tensor
 
+from ..validation import is_int
 from .linalg import _diagonal, _eye, _solve_lower, _strictly_lower
 from .loop import LoopOptions, _iterate, _Method, _norm, is_static
 from .registry import register_solver
@@ -238,8 +239,7 @@ class _Broyden(_Method):
 
 def _check(cfg):
     history = cfg['history']
-    if history is not None and (not isinstance(history, int)
-                                or history < 1):
+    if history is not None and not is_int(history, 1):
         raise ValueError(f'history must be None or an int >= 1, got '
                          f'{history!r}')
 

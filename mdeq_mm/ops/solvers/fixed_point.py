@@ -2,6 +2,7 @@
 """Damped fixed-point iteration."""
 import torch
 
+from ..validation import is_number
 from .loop import LoopOptions, _iterate, _Method
 from .registry import register_solver
 
@@ -16,7 +17,7 @@ class _FixedPoint(_Method):
 
 
 def _check(cfg):
-    if not 0 < cfg['tau'] <= 1:
+    if not is_number(cfg['tau']) or not 0 < cfg['tau'] <= 1:
         raise ValueError(f"tau must be in (0, 1], got {cfg['tau']!r}")
 
 

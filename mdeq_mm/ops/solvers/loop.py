@@ -17,6 +17,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from ..validation import is_int, is_number
+
 REASONS = ('converged', 'max_iter', 'diverged', 'non-finite')
 CONVERGED, MAX_ITER, DIVERGED, NON_FINITE = range(4)
 STOP_MODES = ('abs', 'rel', 'initial')
@@ -142,22 +144,18 @@ class LoopOptions:
 
     def __post_init__(self):
         problems = []
-        if not isinstance(self.max_iter, int) or isinstance(
-                self.max_iter, bool) or self.max_iter < 0:
+        if not is_int(self.max_iter, 0):
             problems.append(f'max_iter must be an int >= 0, got '
                             f'{self.max_iter!r}')
-        if not isinstance(self.tol, (int, float)) or self.tol < 0:
+        if not is_number(self.tol, 0):
             problems.append(f'tol must be a number >= 0, got {self.tol!r}')
         if self.stop_mode not in STOP_MODES:
             problems.append(f'stop_mode must be one of {STOP_MODES}, got '
                             f'{self.stop_mode!r}')
-        if self.check_every is not None and (
-                not isinstance(self.check_every, int)
-                or self.check_every < 1):
+        if self.check_every is not None and not is_int(self.check_every, 1):
             problems.append(f'check_every must be None or an int >= 1, got '
                             f'{self.check_every!r}')
-        if not isinstance(self.divergence, (int, float)) or \
-                not self.divergence > 1:
+        if not is_number(self.divergence) or not self.divergence > 1:
             problems.append(f'divergence must be a number > 1, got '
                             f'{self.divergence!r}')
         if problems:

@@ -11,7 +11,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 from torch import Tensor
 
-from ..validation import check_keys
+from ..validation import check_keys, is_int
 from .loop import LoopOptions, SolverStats
 
 SOLVERS: Dict[str, Callable] = {}
@@ -74,7 +74,7 @@ def check_solver_cfg(name: str, cfg: dict) -> None:
 
 def max_iter_for(budget: int) -> int:
     """The ``max_iter`` of a budget of ``budget`` f evaluations (>= 1)."""
-    if not isinstance(budget, int) or budget < 1:
+    if not is_int(budget, 1):
         raise ValueError(f'a solver budget counts f evaluations and must '
                          f'be an int >= 1, got {budget!r}')
     return budget - 1
