@@ -182,10 +182,8 @@ def _far(stats: SolverStats, cfg: dict, solver: str) -> Optional[Tensor]:
     tol = cfg.get('tol', solver_default(solver, 'tol'))
     if not tol:
         return None
-    mode = cfg.get('stop_mode', solver_default(solver, 'stop_mode'))
-    crit = dict(rel=stats.rel_lowest, abs=stats.abs_lowest).get(mode)
-    if crit is None:  # 'initial': relative to the residual at the start
-        crit = stats.abs_lowest / (stats.abs_trace[:, 0] + 1e-30)
+    crit = stats.lowest_criterion(
+        cfg.get('stop_mode', solver_default(solver, 'stop_mode')))
     return (stats.reason != CONVERGED) & ~(crit <= FAR * tol)
 
 

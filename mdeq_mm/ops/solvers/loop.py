@@ -41,6 +41,18 @@ def is_static() -> bool:
     return _STATIC[0]
 
 
+def stop_criterion(stop_mode: str, abs_res: Tensor, rel_res: Tensor,
+                   abs_res0: Tensor) -> Tensor:
+    """The residual a solve stops on (see ``stop_mode`` in
+    :func:`~mdeq_mm.ops.solvers.fixed_point`): absolute, relative, or the
+    absolute one over the residual at the start."""
+    if stop_mode == 'abs':
+        return abs_res
+    if stop_mode == 'initial':
+        return abs_res / (abs_res0 + 1e-30)
+    return rel_res
+
+
 @dataclass(frozen=True)
 class SolverStats:
     """Per-sample statistics of one solve (all tensors have B rows).
@@ -75,6 +87,12 @@ class SolverStats:
     rel_trace_scales: Optional[Tensor] = field(default=None, repr=False)
     inverse: Optional[Callable[[Tensor], Tensor]] = field(default=None,
                                                           repr=False)
+
+    def lowest_criterion(self, stop_mode: str) -> Tensor:
+        """(B,) the stopping criterion ``stop_mode`` at the returned
+        iterate."""
+        return stop_criterion(stop_mode, self.abs_lowest, self.rel_lowest,
+                              self.abs_trace[:, 0])
 
     @property
     def reasons(self) -> List[str]:
@@ -245,11 +263,7 @@ def _iterate(f: Callable[[Tensor], Tensor], z0: Tensor, method: _Method,
     res0 = state.abs
 
     def criterion(s):
-        if stop_mode == 'abs':
-            return s.abs
-        if stop_mode == 'initial':
-            return s.abs / (res0 + 1e-30)
-        return s.rel
+        return stop_criterion(stop_mode, s.abs, s.rel, res0)
 
     crit = criterion(state)
     reason = torch.where(
