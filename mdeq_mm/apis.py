@@ -242,19 +242,13 @@ def set_solver(model: nn.Module,
             a combination the gradient cannot use (SHINE after a
             non-Broyden forward solve) or a model without an MDEQ.
     """
-    if dtype not in (None, 'float32', 'float64'):
-        raise ValueError(f"dtype must be None, 'float32' or 'float64', got "
-                         f'{dtype!r}')
     backbones = find_mdeqs(model)
     if not backbones:
         raise ValueError(f'{type(model).__name__} has no MDEQ backbone '
                          'whose solver could be set')
-    done = []
-    for m in backbones:
-        if dtype is not None:
-            m.deq.set_solver_dtype(dtype)
-        done.append(m.deq.set_solver(phase, solver, budget, tol, options))
-    return done
+    keep = {} if dtype is None else dict(dtype=dtype)
+    return [m.deq.set_solver(phase, solver, budget, tol, options, **keep)
+            for m in backbones]
 
 
 def solver_settings(mdeq: nn.Module, phase: str = 'eval') -> Dict:

@@ -73,6 +73,10 @@ def test_phases_are_set_separately_and_validated():
         set_solver(torch.nn.Linear(2, 2), budget=3)
     set_solver(backbone, dtype='float64')
     assert solver_settings(backbone)['dtype'] == 'float64'
+    # a bad dtype rejects the whole call: the solver stays
+    with pytest.raises(ValueError, match="solver_dtype must be None"):
+        set_solver(backbone, 'fixed_point', dtype='float16')
+    assert backbone.deq.solver == 'anderson'
 
 
 def test_the_backward_solve_is_set_through_the_same_owner():

@@ -403,8 +403,11 @@ class ImplicitLayer:
 
     def set_solver(self, phase: str = 'eval', solver: Optional[str] = None,
                    budget: Optional[int] = None, tol: Optional[float] = None,
-                   options: Optional[dict] = None) -> Dict:
-        """Set a solve's solver, budget, tolerance and options, validated.
+                   options: Optional[dict] = None,
+                   dtype=_KEEP) -> Dict:
+        """Set a solve's solver, budget, tolerance and options (and the
+        solvers' dtype), validated together: a rejected call changes
+        nothing.
 
         Args:
             phase (str): the forward solve in 'eval' (``eval_solver_cfg``),
@@ -419,6 +422,8 @@ class ImplicitLayer:
             tol (float | None): stopping tolerance (0: the whole budget).
             options (dict | None): further options, merged over the kept
                 ones; ``budget`` and ``tol`` win.
+            dtype (str | None): the solvers' arithmetic, None / 'float32'
+                or 'float64' (see ``solver_dtype``); not given: kept.
 
         Returns:
             dict: :meth:`settings` of ``phase`` ('eval' for 'both').
@@ -448,7 +453,8 @@ class ImplicitLayer:
             name = solver or st.grad_cfg['solver']
             self.configure(grad_cfg=dict(
                 st.grad_cfg, solver=name,
-                solver_cfg=updated(st.grad_cfg['solver_cfg'], name)))
+                solver_cfg=updated(st.grad_cfg['solver_cfg'], name)),
+                solver_dtype=dtype)
             return self.settings('backward')
         name = solver or st.solver
         phases = ('train', 'eval') if phase == 'both' else (phase, )
@@ -464,7 +470,8 @@ class ImplicitLayer:
                 cfgs[p] = old
         keep_eval = 'eval' in phases or st.eval_solver_cfg is not None
         self.configure(solver=name, solver_cfg=cfgs['train'],
-                       eval_solver_cfg=cfgs['eval'] if keep_eval else None)
+                       eval_solver_cfg=cfgs['eval'] if keep_eval else None,
+                       solver_dtype=dtype)
         return self.settings('train' if phase == 'train' else 'eval')
 
     def phase_cfg(self, phase: str) -> dict:
