@@ -9,6 +9,7 @@ nothing of the Runner.
 from mmengine.hooks import Hook
 
 from mdeq_mm.apis import find_mdeq
+from mdeq_mm.ops.implicit import FAR
 from mdeq_mm.ops.validation import check_value, is_int, is_number
 from mdeq_mm.registry import register
 
@@ -153,22 +154,24 @@ class DEQTelemetryHook(Hook):
         output = find_mdeq(runner.model).last_output
         far = output.stats.far if output is not None else None
         if far is not None:
-            n = int(far.sum())
+            # summed on the device: the host reads the counts only when it
+            # reports them (once per interval in training)
+            n = far.sum()
             counts = self.far[phase]
-            counts[0] += n
-            counts[1] += n
+            counts[0] = counts[0] + n
+            counts[1] = counts[1] + n
             counts[2] += far.shape[0]
 
     def _warn_far(self, runner, phase: str, window: str) -> None:
-        total, new, solved = self.far[phase]
+        total, new, solved = (int(c) for c in self.far[phase])
         if new:
             runner.logger.warning(
                 f'DEQ forward solve ({phase}): {new} sample(s) in {window} '
-                'stopped unconverged over 10x their tolerance; '
+                f'stopped unconverged over {FAR:g}x their tolerance; '
                 f'{total} of {solved} so far. Consider a larger budget '
                 '(set_solver / solver_cfg.max_iter), a Jacobian loss, or '
                 'a longer unrolled warm-up.')
-            self.far[phase][1] = 0
+        self.far[phase][1] = 0
 
     def _push(self, runner, prefix: str) -> None:
         output = find_mdeq(runner.model).last_output
