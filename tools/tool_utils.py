@@ -5,6 +5,9 @@ import os
 import os.path as osp
 from typing import Optional
 
+# the repository root (the tools run from a checkout)
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
 
 def parse_with_launcher(parser, argv=None):
     """Add ``--launcher`` and ``--local_rank`` (as mmengine's launchers
@@ -210,8 +213,7 @@ def train_config(config: str, work_dir: str, opts=None) -> None:
     the repository root."""
     import subprocess
     import sys
-    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
-    done = osp.isfile(final_checkpoint(osp.join(root, config), work_dir)) \
+    done = osp.isfile(final_checkpoint(osp.join(ROOT, config), work_dir)) \
         and osp.isfile(osp.join(work_dir, 'run_stats.json'))
     if done:
         print(f'  {config}: done before, reusing {work_dir}')
@@ -222,9 +224,9 @@ def train_config(config: str, work_dir: str, opts=None) -> None:
     if opts:
         cmd += ['--cfg-options'] + list(opts)
     print(f'  training {config} -> {work_dir}', flush=True)
-    os.makedirs(osp.dirname(osp.join(root, work_dir)), exist_ok=True)
-    with open(osp.join(root, work_dir + '.log'), 'w') as log:
-        subprocess.run(cmd, cwd=root, check=True, stdout=log,
+    os.makedirs(osp.dirname(osp.join(ROOT, work_dir)), exist_ok=True)
+    with open(osp.join(ROOT, work_dir + '.log'), 'w') as log:
+        subprocess.run(cmd, cwd=ROOT, check=True, stdout=log,
                        stderr=subprocess.STDOUT)
 
 
@@ -236,12 +238,11 @@ def summarize_run(name: str, config: str, work_dir: str) -> dict:
 
     from mdeq_mm.apis import init_model
     from mdeq_mm.engine import run_summary
-    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
-    run = run_summary(osp.join(root, work_dir), name)
+    run = run_summary(osp.join(ROOT, work_dir), name)
     val = run['val']
-    bsz = Config.fromfile(osp.join(root, config)).val_dataloader.batch_size
+    bsz = Config.fromfile(osp.join(ROOT, config)).val_dataloader.batch_size
     params = sum(p.numel()
-                 for p in init_model(osp.join(root, config)).parameters())
+                 for p in init_model(osp.join(ROOT, config)).parameters())
     return dict(name=name, config=config, mIoU=run['mIoU'], params=params,
                 s_per_iter=run['s_per_iter'], peak_mem_mb=run['peak_mem_mb'],
                 infer_s_per_image=val.get('time', float('nan')) / bsz,
