@@ -14,13 +14,20 @@ Tests marked ``slow`` run real tool processes; ``pytest -m 'not slow'``
 skips them for a quick local run. Tests marked ``cuda`` need a CUDA GPU and
 skip without one (``pytest -m cuda`` runs just them; tools/gpu_check.py).
 """
+import faulthandler
+import os
+
 import pytest
 
 from mdeq_mm.datasets.demo_data import write_cifar10, write_imagenet
 from tests.helpers import cityscapes_train_ids
 
 
+_STDERR = []  # the terminal's stderr (tests run with fd 2 captured)
+
+
 def pytest_configure(config):
+    _STDERR.append(os.fdopen(os.dup(2), 'w'))
     config.addinivalue_line(
         'markers', 'slow: runs tool subprocesses (skip: -m "not slow")')
     config.addinivalue_line(
@@ -35,6 +42,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if 'cuda' in item.keywords:
             item.add_marker(skip)
+
+
+#: seconds one test may take (its setup, call and teardown) before the run
+#: ends with every thread's stack printed: a hang fails fast and names
+#: where it is (the slowest test takes about a minute on 2 cores)
+TEST_LIMIT_S = float(os.environ.get('MDEQ_MM_TEST_LIMIT_S', 600))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    faulthandler.dump_traceback_later(TEST_LIMIT_S, exit=True,
+                                      file=_STDERR[0])
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture(scope='session')

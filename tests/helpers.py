@@ -84,7 +84,7 @@ def _server():
     return _SERVER[0]
 
 
-def run_tool(name, *args, ok=True, timeout=900):
+def run_tool(name, *args, ok=True, timeout=300):
     """Run ``tools/<name>.py`` as its own process from the repository root
     (a fork of the tests' preloaded tool server: the same script as
     ``__main__``, its own process, cwd, arguments and exit code, without

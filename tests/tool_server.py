@@ -84,6 +84,8 @@ def _child(req) -> int:
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     os.close(fd)
+    import faulthandler
+    faulthandler.enable(all_threads=True)  # a hung run's stacks, on SIGABRT
     script = os.path.abspath(req['argv'][0])
     sys.argv = [script, *req['argv'][1:]]
     sys.path[0] = os.path.dirname(script)  # as `python script` sets it
@@ -113,7 +115,9 @@ def _child(req) -> int:
 
 
 def _wait(pid, timeout) -> int:
-    """Exit code of child ``pid``; killed (and -9) past ``timeout``."""
+    """Exit code of child ``pid``. Past ``timeout`` it gets SIGABRT (its
+    faulthandler writes every thread's stack into its output), then
+    SIGKILL 10 s later; the exit code is then -9."""
     import signal
     import time
     end = time.monotonic() + timeout
@@ -122,6 +126,11 @@ def _wait(pid, timeout) -> int:
         if done:
             return os.waitstatus_to_exitcode(status)
         if time.monotonic() > end:
+            os.kill(pid, signal.SIGABRT)
+            for _ in range(200):
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    return -9
+                time.sleep(0.05)
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             return -9
@@ -131,6 +140,10 @@ def _wait(pid, timeout) -> int:
 def serve():
     import importlib
     import warnings
+    # numpy, OpenCV and SciPy each bundle an OpenBLAS that starts a thread
+    # pool at import; a fork of a process with idle pool threads can
+    # deadlock in the child. Torch computes with its own thread pool.
+    os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         for name in PRELOAD:

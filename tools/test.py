@@ -92,7 +92,7 @@ def main(argv=None):
             raise
         raise exit_ from None
     from tool_utils import close_distributed
-    close_distributed()
+    close_distributed(runner)
     return metrics
 
 

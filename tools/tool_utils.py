@@ -71,14 +71,19 @@ def build_runner(cfg):
         raise SystemExit(f'error: in the config: {e}') from None
 
 
-def close_distributed():
+def close_distributed(runner):
     """Tear down the process group a launcher opened, once the run has
     finished on every rank. Left to interpreter exit, gloo's threads can be
     destroyed un-joined and abort a finished run with SIGABRT ('terminate
-    called without an active exception'). Release the model first (a DDP
-    wrapper keeps the group alive past ``destroy_process_group``)."""
+    called without an active exception'). The runner's model is released
+    first: a DDP wrapper's reducer keeps the group alive past
+    ``destroy_process_group``."""
+    import gc
+
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
+        runner.model = None
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
 

@@ -153,11 +153,11 @@ def main(argv=None):
     try:
         runner.train()
     except TrainingInterrupted as e:  # a signal; the checkpoint is saved
-        close_distributed()
+        close_distributed(runner)
         print(f'\n{e}', file=sys.stderr)
         sys.exit(128 + e.signum)
     except TrainingDiverged as e:  # the last finite weights are saved
-        close_distributed()
+        close_distributed(runner)
         raise SystemExit(f'error: {e}')
     except BaseException as e:
         # Never lose the progress of a run that dies (out of memory, a bad
@@ -183,10 +183,7 @@ def main(argv=None):
                 '. Its own log names why; the checkpoints are intact: '
                 'restart with --resume auto') from None
         raise
-    # the DDP wrapper's reducer holds the process group: release it first,
-    # so that the group (and gloo's threads) ends here, not at exit
-    runner = None
-    close_distributed()
+    close_distributed(runner)
 
 
 if __name__ == '__main__':

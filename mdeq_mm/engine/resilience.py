@@ -281,7 +281,8 @@ class DivergenceGuardHook(Hook):
         max_consecutive (int): skipped steps in a row that stop training.
         snapshot_interval (int): iterations between weight snapshots.
         healthy_factor (float): a loss above this multiple of the median
-            of the last 20 healthy losses is not healthy.
+            of the last 20 healthy losses is not healthy (its square
+            while fewer than 5 are known).
     """
     priority = 'LOW'  # after the telemetry, before GracefulStopHook
 
@@ -313,7 +314,10 @@ class DivergenceGuardHook(Hook):
         if not math.isfinite(loss):
             return False
         recent = sorted(self._losses)
-        ok = not recent or loss <= self.healthy_factor * max(
+        # the median of fewer than 5 losses is a rough estimate (a batch's
+        # loss can vary several-fold): the factor is squared until then
+        factor = self.healthy_factor ** (1 if len(recent) >= 5 else 2)
+        ok = not recent or loss <= factor * max(
             recent[len(recent) // 2], 1e-12)
         if ok:
             self._losses.append(loss)

@@ -23,7 +23,7 @@ def torchrun(*args):
     res = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
          f'--master_port={free_port()}', *args],
-        cwd=ROOT, capture_output=True, text=True, env=env, timeout=900)
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return res.stdout + res.stderr
 
