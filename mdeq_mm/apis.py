@@ -24,7 +24,7 @@ conversion). The solver configs themselves keep ``max_iter``
 import copy
 import logging
 import os.path as osp
-from typing import Any, Dict, Iterable, List, Optional, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -257,6 +257,44 @@ def solver_settings(mdeq: nn.Module, phase: str = 'eval') -> Dict:
     budget in f evaluations (``max_iter + 1``, the solver's default
     ``max_iter`` when the config sets none)."""
     return mdeq.deq.settings(phase)
+
+
+def test_at_budgets(runner, budgets: Sequence[int]) -> List[Dict]:
+    """Run ``runner``'s test loop (its real metric) once per forward budget
+    in ``budgets`` (f evaluations, the whole budget: ``tol=0``) of its
+    MDEQ; one row per budget: ``budget``, ``metric`` (mIoU or top-1),
+    ``value`` and the solve's mean final relative residual."""
+    backbone = find_mdeq(runner.model)
+    rows = []
+    for budget in budgets:
+        set_solver(backbone, budget=budget, tol=0.,
+                   options=dict(stop_mode='rel'))
+        metrics = runner.test()
+        key = next(k for k in ('mIoU', 'accuracy/top1') if k in metrics)
+        residual = backbone.last_stats.forward.rel_lowest.mean().item()
+        rows.append(dict(budget=budget, metric=key,
+                         value=float(metrics[key]), rel_residual=residual))
+    return rows
+
+
+def budget_curve(config: str, checkpoint: str, budgets: Sequence[int],
+                 png: str, work_dir: str,
+                 cfg_options: Optional[dict] = None) -> List[Dict]:
+    """:func:`test_at_budgets` for a config and checkpoint (its own test
+    Runner in ``work_dir``), saved as JSON + a PNG of the metric against
+    the budget."""
+    from mmengine.runner import Runner
+
+    from mdeq_mm.report import plot_panels, save_results
+    cfg = load_config(config, cfg_options, work_dir)
+    cfg.load_from = checkpoint
+    rows = test_at_budgets(Runner.from_cfg(cfg), budgets)
+    save_results(rows, png, lambda rows, path: plot_panels(path, [dict(
+        lines=[('', [r['budget'] for r in rows], [r['value'] for r in rows],
+                'o-')], xlabel='forward f evaluations at test time',
+        ylabel=rows[0]['metric'], xscale='log2', legend=False)],
+        size=(5, 4)))
+    return rows
 
 
 def _frame_pipeline(cfg):

@@ -143,28 +143,24 @@ def equal_miou_budgets(rows: List[Dict], margin: float = 1.
 
 def plot_rows(rows: List[Dict], path: str) -> None:
     """The video evaluation's plot (rows of :func:`compare_starts` or
-    :func:`sweep_budgets`): mIoU
-    against the budget (fixed budgets), or the first snippet's f
-    evaluations per frame (to tolerance), cold and warm."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    :func:`sweep_budgets`): mIoU against the budget (fixed budgets), or the
+    first snippet's f evaluations per frame (to tolerance), cold and
+    warm."""
+    from mdeq_mm.report import plot_panels
     swept = 'budget' in rows[0]  # fixed budgets: mIoU against the budget
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    lines = []
     for start in ('cold', 'warm'):
         mine = [r for r in rows if r['start'] == start]
         if swept:
-            ax.plot([r['budget'] for r in mine],
-                    [r['mIoU'] or 0 for r in mine], 'o-', label=start)
+            lines.append((start, [r['budget'] for r in mine],
+                          [r['mIoU'] or 0 for r in mine], 'o-'))
         else:
-            ax.plot(mine[0]['nfev_trace'], 'o-', label=start)
-    ax.set_xlabel('f evaluations per frame' if swept else
-                  'frame of the first snippet')
-    ax.set_ylabel('mIoU (annotated frames)' if swept else
-                  'f evaluations to tolerance')
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+            trace = mine[0]['nfev_trace']
+            lines.append((start, range(len(trace)), trace, 'o-'))
+    plot_panels(path, [dict(
+        lines=lines, xlabel='f evaluations per frame' if swept else
+        'frame of the first snippet', ylabel='mIoU (annotated frames)'
+        if swept else 'f evaluations to tolerance')], size=(6, 3.5))
 
 
 __all__ = ['VideoTally', 'compare_starts', 'sweep_budgets',

@@ -27,13 +27,11 @@ import argparse
 import json
 import os
 import os.path as osp
-import subprocess
-import sys
 import time
 
-from tool_utils import final_checkpoint, summarize_run, train_config
+from tool_utils import (ROOT, demo_cityscapes, final_checkpoint,
+                        summarize_run, train_config)
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 A = 'configs/ablations/'
 GROUPS = {
     'scales': [('{4}', A + 'scales-4.py'), ('{4,8}', A + 'scales-4-8.py'),
@@ -61,49 +59,39 @@ def data_opts(root):
 
 
 def budget_rows(work_dir, opts):
-    """The baseline at several evaluation budgets (budget_curve.py)."""
-    config = A + 'baseline.py'
-    ckpt = final_checkpoint(osp.join(ROOT, config), work_dir)
-    out = osp.join(ROOT, work_dir + '_budget.png')
-    cmd = [sys.executable, 'tools/analysis/budget_curve.py', config, ckpt,
-           '--budgets', *map(str, BUDGETS), '--out', out, '--work-dir',
-           work_dir + '_budget']
-    if opts:
-        cmd += ['--cfg-options'] + opts
-    subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
-    with open(osp.splitext(out)[0] + '.json') as f:
-        return json.load(f)
+    """The baseline at several evaluation budgets (as budget_curve.py)."""
+    from mmengine.config import DictAction
+
+    from mdeq_mm.apis import budget_curve
+    config = osp.join(ROOT, A + 'baseline.py')
+    return budget_curve(config, final_checkpoint(config, work_dir), BUDGETS,
+                        osp.join(ROOT, work_dir + '_budget.png'),
+                        work_dir + '_budget', {
+                            k: DictAction._parse_iterable(v) for k, v in (
+                                o.split('=', 1) for o in opts)})
 
 
 def table(rows):
-    lines = ['| variant | mIoU | parameters | train s / iter | peak train '
-             'memory (MB) | inference s / image | f evaluations | '
-             'rel. residual |', '|---|---|---|---|---|---|---|---|']
-    for r in rows:
-        miou = f"{r['mIoU']:.2f}" if r['mIoU'] is not None else 'n/a'
-        res = r.get('rel_residual')
-        res = f'{res:.2e}' if res is not None else 'no solver'
-        lines.append(f"| {r['name']} | {miou} | {r['params']:,} | "
-                     f"{r['s_per_iter']:.2f} | {r['peak_mem_mb']:.0f} | "
-                     f"{r['infer_s_per_image']:.3f} | {r['nfev']:.0f} | "
-                     f'{res} |')
-    return '\n'.join(lines)
+    from mdeq_mm.report import fmt, markdown_table
+    return markdown_table(
+        ['variant', 'mIoU', 'parameters', 'train s / iter',
+         'peak train memory (MB)', 'inference s / image', 'f evaluations',
+         'rel. residual'],
+        [[r['name'], fmt(r['mIoU'], '.2f', 'n/a'), f"{r['params']:,}",
+          f"{r['s_per_iter']:.2f}", f"{r['peak_mem_mb']:.0f}",
+          f"{r['infer_s_per_image']:.3f}", f"{r['nfev']:.0f}",
+          fmt(r.get('rel_residual'), '.2e', 'no solver')] for r in rows])
 
 
 def plot(rows, path, title):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    from mdeq_mm.report import plot_panels
     names = [r['name'] for r in rows]
-    for ax, key, lab in zip(axes, ('mIoU', 's_per_iter', 'peak_mem_mb'),
-                            ('mIoU', 'train s / iter', 'peak memory (MB)')):
-        ax.bar(names, [r[key] or 0 for r in rows])
-        ax.set_title(lab)
-        ax.tick_params(axis='x', labelsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    plot_panels(path, [
+        dict(title=f'{title}: {lab}', categories=names,
+             bars={'': [r[key] or 0 for r in rows]}, legend=False)
+        for key, lab in (('mIoU', 'mIoU'), ('s_per_iter', 'train s / iter'),
+                         ('peak_mem_mb', 'peak memory (MB)'))],
+        size=(4.3, 3.5))
 
 
 def run_group(group, work, opts):
@@ -113,10 +101,11 @@ def run_group(group, work, opts):
         base = osp.join(work, 'baseline')
         train_config(A + 'baseline.py', base, opts)
         rows = budget_rows(base, opts)
-        text = ('| f evaluations at test time | mIoU | final rel. residual |'
-                '\n|---|---|---|\n' + '\n'.join(
-                    f"| {r['budget']} | {r['value']:.2f} | "
-                    f"{r['rel_residual']:.2e} |" for r in rows))
+        from mdeq_mm.report import markdown_table
+        text = markdown_table(
+            ['f evaluations at test time', 'mIoU', 'final rel. residual'],
+            [[r['budget'], f"{r['value']:.2f}", f"{r['rel_residual']:.2e}"]
+             for r in rows])
     else:
         rows = []
         for name, config in GROUPS[group]:
@@ -146,13 +135,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     os.makedirs(osp.join(ROOT, args.work_dir), exist_ok=True)
     if args.data_root is None:
-        from mdeq_mm.datasets import convert_cityscapes
-        from mdeq_mm.datasets.demo_data import write_cityscapes
-        root = 'data/demo/cityscapes'
-        if not osp.isdir(osp.join(ROOT, root, 'gtFine')):
-            write_cityscapes(osp.join(ROOT, root))
-            convert_cityscapes(osp.join(ROOT, root))
-        args.data_root = root
+        args.data_root = demo_cityscapes()
     opts = data_opts(args.data_root) + list(args.cfg_options)
     groups = list(GROUPS) + ['budget'] if args.group == 'all' else [
         args.group

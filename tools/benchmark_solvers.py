@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from mdeq_mm.ops import solve
-from mdeq_mm.engine.profiling import PeakMemory, run_isolated, save_results
+from mdeq_mm.measure import PeakMemory, run_isolated
+from mdeq_mm.report import markdown_table, plot_panels, save_results
 
 TOL = 1e-3
 # (implementation, solver, options): our Broyden by default (16-step memory,
@@ -146,30 +147,23 @@ def run_case(problem, dim, impl, solver, options, device, max_iter):
 
 
 def plot(rows, path):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
     problems = list(dict.fromkeys(r['problem'] for r in rows))
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     labels = list(dict.fromkeys(f"{r['impl']}:{r['solver']}" for r in rows))
-    width = 0.8 / len(labels)
-    for k, label in enumerate(labels):
-        for ax, key in zip(axes, ('to_tol', 'overhead')):
-            vals = [next(((r[key] or r['nfev']) for r in rows
-                          if r['problem'] == p and
-                          f"{r['impl']}:{r['solver']}" == label), 0)
-                    for p in problems]
-            ax.bar([i + k * width for i in range(len(problems))], vals,
-                   width, label=label)
-    for ax, title in zip(axes, ('f evaluations (to rel 1e-3 or budget)',
-                                'overhead: time / (nfev x t_f)')):
-        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(problems))])
-        ax.set_xticklabels(problems)
-        ax.set_title(title)
-    axes[1].axhline(1.0, color='k', lw=0.5)
-    axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+
+    def values(key, label):
+        return [next(((r[key] or r['nfev']) for r in rows
+                      if r['problem'] == p and
+                      f"{r['impl']}:{r['solver']}" == label), 0)
+                for p in problems]
+
+    plot_panels(path, [
+        dict(title=title, categories=problems, hline=hline,
+             legend=key == 'to_tol',
+             bars={label: values(key, label) for label in labels})
+        for key, title, hline in (
+            ('to_tol', 'f evaluations (to rel 1e-3 or budget)', None),
+            ('overhead', 'overhead: time / (nfev x t_f)', 1.0))],
+        size=(6, 4))
 
 
 def main():
@@ -207,15 +201,14 @@ def main():
                   f" rel {r['rel']:.1e} {r['time']:.2f}s", flush=True)
     print(f'\nDevice: {args.device}; torch {torch.__version__}; '
           f'threads {torch.get_num_threads()}; tol rel {TOL}\n')
-    print('| f | D | solver | evaluations to rel 1e-3 | final rel residual |'
-          ' time (s) | peak mem (MB) | overhead ratio |')
-    print('|---|---|---|---|---|---|---|---|')
-    for r in rows:
-        nfev = (str(r['to_tol'])
-                if r['to_tol'] else f"not reached ({r['nfev']} run)")
-        print(f"| {r['problem']} | {r['dim']:,} | {r['impl']} {r['solver']}"
-              f" | {nfev} | {r['rel']:.2e} | {r['time']:.3f} | "
-              f"{r['mem_mb']:.1f} | {r['overhead']:.3f} |")
+    print(markdown_table(
+        ['f', 'D', 'solver', 'evaluations to rel 1e-3', 'final rel residual',
+         'time (s)', 'peak mem (MB)', 'overhead ratio'],
+        [[r['problem'], f"{r['dim']:,}", f"{r['impl']} {r['solver']}",
+          str(r['to_tol']) if r['to_tol'] else
+          f"not reached ({r['nfev']} run)", f"{r['rel']:.2e}",
+          f"{r['time']:.3f}", f"{r['mem_mb']:.1f}", f"{r['overhead']:.3f}"]
+         for r in rows]))
     png = osp.join(args.out_dir, 'solvers.png')
     print(f'\nwrote {save_results(rows, png, plot)} and {png}')
 

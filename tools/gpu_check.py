@@ -215,14 +215,15 @@ def measure(config, kind, size, device):
     import torch
 
     from mdeq_mm.apis import init_model, load_config
-    from tool_utils import time_step
+    from mdeq_mm.measure import measure_random
     cfg = load_config(config)
     if size is SMALL and cfg.model.backbone.type == 'MDEQ':
         cfg.merge_from_dict(SMALL_BUDGETS)
     train = kind == 'train'
-    out = time_step(init_model(cfg, device=device), kind,
-                    size['crop'] if train else size['infer'],
-                    size['batch'] if train else 1, device, size['repeat'])
+    out = measure_random(init_model(cfg, device=device), kind,
+                         size['crop'] if train else size['infer'],
+                         size['batch'] if train else 1, device,
+                         size['repeat'])
     if device == 'cuda':
         torch.cuda.empty_cache()
     return out

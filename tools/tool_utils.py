@@ -1,6 +1,7 @@
 # Copyright (c) mdeq_mm authors. All rights reserved.
 """Shared by the tools: launcher arguments, config handling, checkpoint
 names and result files."""
+import json
 import os
 import os.path as osp
 from typing import Optional
@@ -141,76 +142,6 @@ def apply_tta(cfg) -> None:
     cfg.model = cfg.tta_model
 
 
-def random_batch(task: str, bsz: int, size, device):
-    """A seeded random batch for timing: (images (B, 3, H, W), data
-    samples with random labels), ``task`` 'seg' (19 classes) or 'cls'."""
-    import torch
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(bsz, 3, *size, generator=g).to(device)
-    if task == 'seg':
-        from mmengine.structures import PixelData
-        from mmseg.structures import SegDataSample
-        samples = []
-        for _ in range(bsz):
-            s = SegDataSample()
-            s.gt_sem_seg = PixelData(data=torch.randint(
-                0, 19, (1, *size), generator=g).to(device))
-            s.set_metainfo(dict(img_shape=size, ori_shape=size,
-                                pad_shape=size))
-            samples.append(s)
-    else:
-        from mmpretrain.structures import DataSample
-        samples = [DataSample().set_gt_label(i) for i in range(bsz)]
-    return x, samples
-
-
-def make_step(net, kind: str, x, samples):
-    """One training step (forward, loss, backward; the model in train mode)
-    or one inference forward without grad (eval mode), as a callable."""
-    import torch
-    if kind == 'train':
-        net.train()
-
-        def step():
-            losses = net(x, samples, mode='loss')
-            loss = sum(v for k, v in losses.items() if 'loss' in k)
-            loss.backward()
-            net.zero_grad(set_to_none=True)
-    else:
-        net.eval()
-
-        def step():
-            with torch.no_grad():
-                net(x, mode='tensor')
-    return step
-
-
-def time_step(net, kind: str, shape, bsz: int, device, repeat: int,
-              task: str = 'seg') -> dict:
-    """Time ``net``'s training step or inference (:func:`make_step`) on a
-    :func:`random_batch`: one warm-up (lazy initialisation, cudnn's
-    algorithm search), then the median of ``repeat``; the peak memory
-    above the level before the warm-up, and the first MDEQ's forward (and
-    backward) f evaluations in the last step."""
-    from mdeq_mm.apis import find_mdeqs
-    from mdeq_mm.engine.profiling import PeakMemory, timed
-    x, samples = random_batch(task, bsz, shape, device)
-    step = make_step(net, kind, x, samples)
-    # the peak is taken from before the first step: on CPU, memory freed by
-    # a step stays in the process and would hide the next step's peak
-    with PeakMemory(device) as mem:
-        step()
-        seconds = timed(step, device, repeat)
-    out = dict(s=seconds, peak_mb=mem.delta / 2**20)
-    stats = [m.last_stats for m in find_mdeqs(net)][:1]
-    for key, name in (('nfev_fwd', 'forward'), ('nfev_bwd', 'backward')):
-        solve = getattr(stats[0], name) if stats and stats[0] else None
-        if solve is not None:
-            out[key] = solve.nfev.float().mean().item()
-    out['mode'] = stats[0].mode if stats and stats[0] else None
-    return out
-
-
 def train_config(config: str, work_dir: str, opts=None) -> None:
     """Train ``config`` with tools/train.py in its own process (output in
     ``work_dir + '.log'``), resuming an interrupted run; a run whose final
@@ -253,3 +184,54 @@ def summarize_run(name: str, config: str, work_dir: str) -> dict:
                 infer_s_per_image=val.get('time', float('nan')) / bsz,
                 nfev=val.get('deq/fwd_nfev') or val.get('deq/nfev_tracked'),
                 rel_residual=val.get('deq/fwd_rel_residual'))
+
+
+#: the speed recipes, HRNet-W18 first (the baseline of the comparisons)
+RECIPES = [
+    ('HRNet-W18', 'configs/speed/hrnet-w18.py'),
+    ('MDEQ-Small default', 'configs/speed/mdeq-small_default.py'),
+    ('MDEQ-Small SHINE', 'configs/speed/mdeq-small_shine.py'),
+    ('MDEQ-Small JR reduced', 'configs/speed/mdeq-small_jr-reduced.py'),
+    ('MDEQ-Small JR + correction', 'configs/speed/mdeq-small_correction.py'),
+    ('MDEQ-Small fast (JR + SHINE)', 'configs/speed/mdeq-small_fast.py'),
+]
+#: the demo Cityscapes data (generated and converted when missing)
+CITY = 'data/demo/cityscapes'
+
+
+def demo_cityscapes() -> str:
+    """The demo Cityscapes data under the repository root (written and
+    converted to train ids when missing); its path relative to the root."""
+    from mdeq_mm.datasets import convert_cityscapes
+    from mdeq_mm.datasets.demo_data import write_cityscapes
+    if not osp.isdir(osp.join(ROOT, CITY, 'gtFine')):
+        write_cityscapes(osp.join(ROOT, CITY))
+        convert_cityscapes(osp.join(ROOT, CITY))
+    return CITY
+
+
+def train_recipe(config: str, out_dir: str, quick: bool, cfg_options) -> tuple:
+    """Train one recipe on the demo data (reused when done before):
+    its work dir and final checkpoint."""
+    from tool_utils import final_checkpoint, train_config
+    opts = [f'{d}.dataset.data_root={CITY}'
+            for d in ('train_dataloader', 'val_dataloader',
+                      'test_dataloader')] + list(cfg_options)
+    if quick:
+        opts += ['train_cfg.max_iters=12', 'train_cfg.val_interval=12',
+                 'default_hooks.checkpoint.interval=12',
+                 'param_scheduler.0.end=12']
+    wd = osp.join(out_dir, osp.splitext(osp.basename(config))[0])
+    train_config(config, wd, opts)
+    ckpt = osp.join(wd, 'iter_12.pth') if quick else final_checkpoint(
+        osp.join(ROOT, config), wd)
+    return wd, ckpt
+
+
+def cached_row(path: str, quick: bool):
+    """A row measured before (None in a quick run or when absent)."""
+    if quick or not osp.isfile(path):
+        return None
+    with open(path) as f:
+        print(f'  measured before, reusing {path}')
+        return json.load(f)

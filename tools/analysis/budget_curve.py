@@ -24,43 +24,16 @@ def main(argv=None):
     parser.add_argument('--work-dir', default='work_dirs/budget_curve')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
-    from mmengine.runner import Runner
-
-    from mdeq_mm.apis import find_mdeq, load_config, set_solver
-    from mdeq_mm.engine.profiling import save_results
-    cfg = load_config(args.config, args.cfg_options, args.work_dir)
-    cfg.load_from = args.checkpoint
-    runner = Runner.from_cfg(cfg)
-    backbone = find_mdeq(runner.model)
-    rows = []
-    for budget in args.budgets:  # f evaluations, the whole budget
-        set_solver(backbone, budget=budget, tol=0.,
-                   options=dict(stop_mode='rel'))
-        metrics = runner.test()
-        key = next(k for k in ('mIoU', 'accuracy/top1') if k in metrics)
-        residual = backbone.last_stats.forward.rel_lowest.mean().item()
-        rows.append(dict(budget=budget, metric=key,
-                         value=float(metrics[key]), rel_residual=residual))
-    print(f'| f evaluations | {rows[0]["metric"]} | final rel. residual |')
-    print('|---|---|---|')
-    for r in rows:
-        print(f"| {r['budget']} | {r['value']:.2f} | "
-              f"{r['rel_residual']:.2e} |")
-    print(f'\nwrote {save_results(rows, args.out, plot)} and {args.out}')
+    from mdeq_mm.apis import budget_curve
+    from mdeq_mm.report import markdown_table
+    rows = budget_curve(args.config, args.checkpoint, args.budgets, args.out,
+                        args.work_dir, args.cfg_options)
+    print(markdown_table(
+        ['f evaluations', rows[0]['metric'], 'final rel. residual'],
+        [[r['budget'], f"{r['value']:.2f}", f"{r['rel_residual']:.2e}"]
+         for r in rows]))
+    print(f"\nwrote {args.out.rsplit('.', 1)[0]}.json and {args.out}")
     return rows
-
-
-def plot(rows, path):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 4))
-    ax.plot([r['budget'] for r in rows], [r['value'] for r in rows], 'o-')
-    ax.set_xlabel('forward f evaluations at test time')
-    ax.set_ylabel(rows[0]['metric'])
-    ax.set_xscale('log', base=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
 
 
 if __name__ == '__main__':

@@ -62,7 +62,7 @@ def main(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
     from mdeq_mm.apis import data_batch, init_model
-    from mdeq_mm.engine.profiling import save_results
+    from mdeq_mm.report import markdown_table, save_results
     model = init_model(args.config, args.checkpoint,
                        cfg_options=args.cfg_options)
     inputs, samples = data_batch(model, args.images)
@@ -71,37 +71,38 @@ def main(argv=None):
         for h in args.broyden_history]
     result = {label: traces(model, inputs, samples, s, args.budget, opts)
               for label, s, opts in runs}
-    print('| solver | forward rel. residual at 1 / 5 / last | per scale, '
-          'last | backward rel. residual at 1 / 5 / last |')
-    print('|---|---|---|---|')
-    for s, r in result.items():
-        f, b = r['forward']['overall'], r['backward']['overall']
-        scales = ' / '.join(f'{t[-1]:.1e}' for t in r['forward']['scales'])
-        print(f'| {s} | {f[1]:.2e} / {f[min(5, len(f) - 1)]:.2e} / '
-              f'{f[-1]:.2e} | {scales} | {b[1]:.2e} / '
-              f'{b[min(5, len(b) - 1)]:.2e} / {b[-1]:.2e} |')
+
+    def at(t):
+        return ' / '.join(f'{t[i]:.2e}' for i in (1, min(5, len(t) - 1), -1))
+
+    print(markdown_table(
+        ['solver', 'forward rel. residual at 1 / 5 / last',
+         'per scale, last', 'backward rel. residual at 1 / 5 / last'],
+        [[s, at(r['forward']['overall']), ' / '.join(
+            f'{t[-1]:.1e}' for t in r['forward']['scales']),
+          at(r['backward']['overall'])] for s, r in result.items()]))
     print(f'\nwrote {save_results(result, args.out, plot)} and {args.out}')
     return result
 
 
 def plot(result, path):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
-    for s, r in result.items():
-        axes[0].semilogy(r['forward']['overall'], label=s)
-        axes[2].semilogy(r['backward']['overall'], label=s)
-    for i, t in enumerate(result['broyden']['forward']['scales']):
-        axes[1].semilogy(t, label=f'scale {i}')
-    for ax, title in zip(axes, ('forward, overall', 'forward per scale '
-                                '(broyden)', 'backward, overall')):
-        ax.set_title(title)
-        ax.set_xlabel('iteration')
-        ax.set_ylabel('relative residual')
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    from mdeq_mm.report import plot_panels
+
+    def lines(traces):
+        return [(label, range(len(t)), t, '-') for label, t in traces]
+
+    plot_panels(path, [
+        dict(title=title, lines=lines(traces), xlabel='iteration',
+             ylabel='relative residual', yscale='log')
+        for title, traces in (
+            ('forward, overall', [(s, r['forward']['overall'])
+                                  for s, r in result.items()]),
+            ('forward per scale (broyden)', [
+                (f'scale {i}', t) for i, t in
+                enumerate(result['broyden']['forward']['scales'])]),
+            ('backward, overall', [(s, r['backward']['overall'])
+                                   for s, r in result.items()]))],
+        size=(5.3, 4))
 
 
 if __name__ == '__main__':

@@ -83,7 +83,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from mdeq_mm.apis import init_model, set_solver
     from mdeq_mm.datasets import cityscapes_sequences
-    from mdeq_mm.engine.profiling import save_results
+    from mdeq_mm.report import save_results
     from mdeq_mm.video import (compare_starts, equal_miou_budgets,
                                plot_rows, sweep_budgets)
     snippets = cityscapes_sequences(args.data_root, args.split)

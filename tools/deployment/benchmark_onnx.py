@@ -24,8 +24,8 @@ import time
 
 import torch
 
-from mdeq_mm.engine.profiling import (PeakMemory, run_isolated, save_results,
-                                      timed)
+from mdeq_mm.measure import PeakMemory, run_isolated, timed
+from mdeq_mm.report import fmt, markdown_table, plot_panels, save_results
 
 MDEQ = 'configs/mdeq_cityscapes.py'
 HRNET = 'mmseg::hrnet/fcn_hr18_4xb2-80k_cityscapes-512x1024.py'
@@ -128,43 +128,29 @@ def main(argv=None):
           f'{onnxruntime.__version__}; {torch.get_num_threads()} threads; '
           'batch 1; Broyden (solver arithmetic float32 or float64, f '
           'float32); seeded initialisation\n')
-    print('| model | input | budget | solver | PyTorch (s) | onnxruntime (s) '
-          '| PyTorch peak (MB) | onnxruntime peak (MB) | max rel. error | '
-          'export (s) | file (MB) |')
-    print('|---|---|---|---|---|---|---|---|---|---|---|')
-    for r in rows:
-        ort_mb = '-' if r['ort_mb'] is None else f"{r['ort_mb']:.0f}"
-        print(f"| {r['model']} | {r['shape']} | {r['budget'] or '-'} | "
-              f"{r['dtype'] or '-'} | {r['torch_s']:.2f} | "
-              f"{r['ort_s']:.2f} | {r['torch_mb']:.0f} | {ort_mb} | "
-              f"{r['max_rel']:.1e} | {r['export_s']:.1f} | "
-              f"{r['file_mb']:.1f} |")
+    print(markdown_table(
+        ['model', 'input', 'budget', 'solver', 'PyTorch (s)',
+         'onnxruntime (s)', 'PyTorch peak (MB)', 'onnxruntime peak (MB)',
+         'max rel. error', 'export (s)', 'file (MB)'],
+        [[r['model'], r['shape'], r['budget'] or '-', r['dtype'] or '-',
+          f"{r['torch_s']:.2f}", f"{r['ort_s']:.2f}", f"{r['torch_mb']:.0f}",
+          fmt(r['ort_mb'], '.0f'), f"{r['max_rel']:.1e}",
+          f"{r['export_s']:.1f}", f"{r['file_mb']:.1f}"] for r in rows]))
     png = osp.join(args.out_dir, 'onnx.png')
     print(f'\nwrote {save_results(rows, png, plot)} and {png}')
     return rows
 
 
 def plot(rows, path):
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
     labels = [f"{r['model']}\n{r['shape']} b{r['budget'] or '-'}"
               f"\n{r['dtype'] or ''}" for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.6 * len(rows)), 4))
-    x = range(len(rows))
-    for ax, keys, title in (
-            (axes[0], ('torch_s', 'ort_s'), 'latency (s)'),
-            (axes[1], ('torch_mb', 'ort_mb'), 'peak memory (MB)')):
-        for k, (key, lab) in enumerate(zip(keys, ('PyTorch',
-                                                  'onnxruntime'))):
-            ax.bar([i + 0.4 * k for i in x],
-                   [r[key] or 0 for r in rows], 0.4, label=lab)
-        ax.set_xticks([i + 0.2 for i in x])
-        ax.set_xticklabels(labels, fontsize=7)
-        ax.set_title(title)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    plot_panels(path, [
+        dict(title=title, categories=labels, bars={
+            lab: [r[key] or 0 for r in rows]
+            for key, lab in zip(keys, ('PyTorch', 'onnxruntime'))})
+        for keys, title in ((('torch_s', 'ort_s'), 'latency (s)'),
+                            (('torch_mb', 'ort_mb'), 'peak memory (MB)'))],
+        size=(max(4, 0.8 * len(rows)), 4))
 
 
 if __name__ == '__main__':

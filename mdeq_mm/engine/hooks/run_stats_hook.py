@@ -12,7 +12,7 @@ import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 
-from mdeq_mm.engine.profiling import peak_memory_bytes
+from mdeq_mm.measure import peak_memory_bytes
 from mdeq_mm.ops.validation import check_value, is_int
 from mdeq_mm.registry import register
 
@@ -110,15 +110,10 @@ def run_summary(work_dir: str, name: Optional[str] = None) -> Dict:
 def runs_table(rows: List[Dict]) -> str:
     """:func:`run_summary` rows as a markdown table: mIoU, training time,
     s / iter, iterations, peak memory ('n/a' where a run lacks one)."""
-
-    def fmt(r, key, spec):
-        return format(r[key], spec) if r.get(key) is not None else 'n/a'
-
-    lines = ['| run | mIoU | train time (s) | s / iter | iterations | '
-             'peak memory (MB) |', '|---|---|---|---|---|---|']
-    for r in rows:
-        lines.append(f"| {r['name']} | {fmt(r, 'mIoU', '.2f')} | "
-                     f"{fmt(r, 'train_time_s', '.0f')} | "
-                     f"{fmt(r, 's_per_iter', '.2f')} | {fmt(r, 'iters', 'd')}"
-                     f" | {fmt(r, 'peak_mem_mb', '.0f')} |")
-    return '\n'.join(lines)
+    from mdeq_mm.report import fmt, markdown_table
+    return markdown_table(
+        ['run', 'mIoU', 'train time (s)', 's / iter', 'iterations',
+         'peak memory (MB)'],
+        [[r['name']] + [fmt(r.get(k), spec, 'n/a') for k, spec in (
+            ('mIoU', '.2f'), ('train_time_s', '.0f'), ('s_per_iter', '.2f'),
+            ('iters', 'd'), ('peak_mem_mb', '.0f'))] for r in rows])
