@@ -3,24 +3,19 @@
 
 Sections, in this order (each one's results are written as soon as it
 ends, so a run stopped by its time limit keeps what it measured):
-
-* ``tests``: the test suite's ``cuda`` tests (pytest -m cuda);
-* ``train`` / ``train_amp``: the flagship config (configs/mdeq_cityscapes.py)
-  trained for 40 iterations, 20 unrolled then 20 implicit, 512x1024 crops,
-  batch 2, on generated Cityscapes-format data at 1024x2048, then one
-  validation; without and with ``--amp``;
-* ``speed``: training step (512x1024, batch 2, implicit phase) and
-  1024x2048 inference (batch 1) of HRNet-W18, MDEQ-Small with the paper's
-  budgets and the speed recipes (configs/speed/), side by side: median of
-  10 after a warm-up (CUDA events), peak ``max_memory_allocated``, f
-  evaluations; cudnn.benchmark on for all;
-* ``syncbn``: the flagship for 4 iterations under ``torchrun`` in one
-  process with its SyncBN (NCCL on a GPU).
+``tests``: the ``cuda`` tests (pytest -m cuda); ``train`` / ``train_amp``:
+the flagship (configs/mdeq_cityscapes.py) trained 40 iterations, 20
+unrolled then 20 implicit, 512x1024 crops, batch 2, on generated
+Cityscapes-format data, then validated, without and with ``--amp``;
+``speed``: training step (512x1024, batch 2, implicit phase) and 1024x2048
+inference of HRNet-W18 and the MDEQ-Small speed recipes (configs/speed/)
+side by side: median of 10 after a warm-up (CUDA events), peak
+``max_memory_allocated``, f evaluations, cudnn.benchmark on; ``syncbn``:
+the flagship for 4 iterations under ``torchrun`` with SyncBN over NCCL.
 
 ``--cpu --small`` runs the same code on the CPU with tiny sizes (64x128
-crops, 4 iterations, 2 repeats; gloo and BN instead of NCCL and SyncBN,
-which PyTorch runs on GPUs only; no AMP run) so that CI keeps it working;
-its numbers mean nothing.
+crops, 4 iterations, 2 repeats; gloo and BN instead of NCCL and SyncBN; no
+AMP run) so that CI keeps it working; its numbers mean nothing.
 
 Usage:
     python tools/gpu_check.py --out DIR [--cpu] [--small]
@@ -36,23 +31,14 @@ import math
 import os
 import os.path as osp
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-nan = float('nan')
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from tool_utils import RECIPES, ROOT, demo_cityscapes
+
 FLAGSHIP = 'configs/mdeq_cityscapes.py'
-RECIPES = {
-    'HRNet-W18': 'configs/speed/hrnet-w18.py',
-    'MDEQ-Small (paper budgets)': 'configs/speed/mdeq-small_default.py',
-    'SHINE': 'configs/speed/mdeq-small_shine.py',
-    'JR reduced': 'configs/speed/mdeq-small_jr-reduced.py',
-    'JR + SHINE': 'configs/speed/mdeq-small_fast.py',
-    'JR + correction': 'configs/speed/mdeq-small_correction.py',
-}
 SECTIONS = ('tests', 'train', 'train_amp', 'speed', 'syncbn')
 FULL = dict(image=(1024, 2048), crop=(512, 1024), batch=2, iters=40,
             dist_iters=4, infer=(1024, 2048), repeat=10, workers=4)
@@ -67,10 +53,9 @@ def flagship_options(data, size, iters):
     """--cfg-options that train the flagship on ``data`` for ``iters``
     iterations (the first half unrolled) with one validation at the end."""
     h, w = size['image']
-    opts = [f'{d}.dataset.data_root={data}'
-            for d in ('train_dataloader', 'val_dataloader')]
-    opts += [f'{d}.num_workers={size["workers"]}'
-             for d in ('train_dataloader', 'val_dataloader')]
+    opts = [f'{d}.{k}={v}' for d in ('train_dataloader', 'val_dataloader')
+            for k, v in (('dataset.data_root', data),
+                         ('num_workers', size['workers']))]
     opts += [f'train_dataloader.batch_size={size["batch"]}',
              'val_dataloader.batch_size=1',
              f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
@@ -88,28 +73,24 @@ def flagship_options(data, size, iters):
     return opts
 
 
-def last_scalars(work_dir):
-    """The entries of the newest run's vis_data/scalars.json."""
-    from mdeq_mm.engine import read_scalars
-    runs = read_scalars(work_dir)
-    return runs[-1] if runs else []
-
-
-def median(values):
-    values = sorted(values)
-    return values[len(values) // 2] if values else None
-
-
 def run(cmd, timeout, env=None):
     """Run ``cmd`` from the repository root; (exit code, output tail)."""
     try:
         res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                              timeout=max(timeout, 1), env=env)
-    except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b'').decode(errors='replace') \
-            if isinstance(e.stdout, bytes) else (e.stdout or '')
+    except subprocess.TimeoutExpired as e:  # (its output may be bytes)
+        out = e.stdout or ''
+        out = str(out, errors='replace') if isinstance(out, bytes) else out
         return 124, out[-3000:]
     return res.returncode, (res.stdout + res.stderr)[-3000:]
+
+
+def finish(out, ok, tail):
+    """``out`` with ``ok`` set, and the output's tail when not ok."""
+    out['ok'] = ok
+    if not ok:
+        out['tail'] = tail
+    return out
 
 
 def check_tests(args, size, timeout):
@@ -121,46 +102,22 @@ def check_tests(args, size, timeout):
     if osp.isfile(xml):
         import xml.etree.ElementTree as ET
         suite = ET.parse(xml).getroot().find('testsuite')
-        total, skipped = int(suite.get('tests')), int(suite.get('skipped'))
-        failed = int(suite.get('failures')) + int(suite.get('errors'))
-        out.update(passed=total - skipped - failed, failed=failed,
-                   skipped=skipped)
+        n = {k: int(suite.get(k))
+             for k in ('tests', 'skipped', 'failures', 'errors')}
+        failed = n['failures'] + n['errors']
+        out.update(passed=n['tests'] - n['skipped'] - failed, failed=failed,
+                   skipped=n['skipped'])
         out['failures'] = [
             f"{case.get('name')}: {(bad.get('message') or '')[:300]}"
             for case in suite.iter('testcase')
             for bad in list(case.findall('failure')) + case.findall('error')]
-    out['ok'] = rc in (0, 5) and not out.get('failed')  # 5: none collected
-    if not out['ok']:
-        out['tail'] = tail
-    return out
+    ok = rc in (0, 5) and not out.get('failed')  # 5: nothing collected
+    return finish(out, ok, tail)
 
 
 def make_data(args, size):
-    from mdeq_mm.datasets import convert_cityscapes
-    from mdeq_mm.datasets.demo_data import write_cityscapes
-    root = osp.join(args.work, 'cityscapes')
-    if not osp.isdir(root):
-        write_cityscapes(root, n_train=4, n_val=2, size=size['image'])
-        convert_cityscapes(root)
-    return root
-
-
-def train_summary(work, warmup):
-    rows = last_scalars(work)
-    steps = [r for r in rows if 'loss' in r and 'time' in r]
-    implicit = [r for r in steps if r['iter'] > warmup + 1]
-    unrolled = [r for r in steps if 1 < r['iter'] <= warmup]
-    val = [r for r in rows if 'mIoU' in r]
-    last = implicit[-1] if implicit else {}
-    return dict(
-        iters=len(steps),
-        s_per_iter_unrolled=median([r['time'] for r in unrolled]),
-        s_per_iter_implicit=median([r['time'] for r in implicit]),
-        memory_mb=max([r.get('memory', 0) for r in steps], default=None),
-        final_loss=last.get('loss'),
-        fwd_rel_residual=last.get('deq/fwd_rel_residual'),
-        bwd_fallback=sum(r.get('deq/bwd_fallback', 0) for r in implicit),
-        mIoU=val[-1]['mIoU'] if val else None)
+    return demo_cityscapes(osp.join(args.work, 'cityscapes'), n_train=4,
+                           n_val=2, size=size['image'])
 
 
 def check_train(args, size, timeout, amp=False):
@@ -172,28 +129,25 @@ def check_train(args, size, timeout, amp=False):
     rc, tail = run([sys.executable, 'tools/train.py', FLAGSHIP,
                     '--work-dir', work] + (['--amp'] if amp else []) +
                    ['--cfg-options'] + opts, timeout)
-    out = dict(rc=rc, **train_summary(work, size['iters'] // 2))
+    from mdeq_mm.engine import training_phases
+    out = dict(rc=rc, **training_phases(work, size['iters'] // 2))
     # (backward fallbacks are reported, not failed: they say how healthy
     # the young model is, not whether the device computes correctly)
-    out['ok'] = rc == 0 and out['iters'] == size['iters'] and \
-        out['mIoU'] is not None and math.isfinite(out['final_loss'] or nan)
-    if not out['ok']:
-        out['tail'] = tail
-    return out
+    return finish(out, rc == 0 and out['iters'] == size['iters'] and out[
+        'mIoU'] is not None and math.isfinite(out['final_loss'] or math.nan),
+        tail)
 
 
 def check_syncbn(args, size, timeout):
+    from mdeq_mm.engine import training_phases
     work = osp.join(args.work, 'syncbn')
     iters = size['dist_iters']
     opts = flagship_options(make_data(args, size), size, iters)
     if args.cpu:  # SyncBatchNorm runs on GPUs only
         opts += ['model.backbone.norm_cfg.type=BN',
                  'model.decode_head.norm_cfg.type=BN']
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
     rc, tail = run([sys.executable, '-m', 'torch.distributed.run',
-                    '--nproc_per_node=1', f'--master_port={port}',
+                    '--standalone', '--nproc_per_node=1',
                     'tools/train.py', FLAGSHIP, '--launcher', 'pytorch',
                     '--work-dir', work, '--no-validate', '--cfg-options'] +
                    opts, timeout, env=dict(os.environ, PYTHONPATH=ROOT))
@@ -202,16 +156,13 @@ def check_syncbn(args, size, timeout):
     out = dict(rc=rc, backend='gloo' if args.cpu else 'nccl',
                norm='BN' if args.cpu else 'SyncBN',
                distributed='Distributed training: True' in text,
-               iters=len([r for r in last_scalars(work) if 'loss' in r]))
-    out['ok'] = rc == 0 and out['distributed'] and out['iters'] == iters
-    if not out['ok']:
-        out['tail'] = tail
-    return out
+               iters=training_phases(work, 0)['iters'])
+    return finish(out, rc == 0 and out['distributed'] and
+                  out['iters'] == iters, tail)
 
 
 def measure(config, kind, size, device):
-    """One recipe's training step or inference: seconds, peak MB, f
-    evaluations (forward, and backward in training)."""
+    """One recipe's training step or inference (:mod:`mdeq_mm.measure`)."""
     import torch
 
     from mdeq_mm.apis import init_model, load_config
@@ -220,10 +171,9 @@ def measure(config, kind, size, device):
     if size is SMALL and cfg.model.backbone.type == 'MDEQ':
         cfg.merge_from_dict(SMALL_BUDGETS)
     train = kind == 'train'
-    out = measure_random(init_model(cfg, device=device), kind,
-                         size['crop'] if train else size['infer'],
-                         size['batch'] if train else 1, device,
-                         size['repeat'])
+    out = measure_random(init_model(cfg, device=device), kind, size[
+        'crop' if train else 'infer'], size['batch'] if train else 1, device,
+        size['repeat'])
     if device == 'cuda':
         torch.cuda.empty_cache()
     return out
@@ -234,7 +184,7 @@ def check_speed(args, size, deadline):
     torch.backends.cudnn.benchmark = True
     device = 'cpu' if args.cpu else 'cuda'
     out = dict(ok=True, device=device, rows={})
-    for name, config in RECIPES.items():
+    for name, config in RECIPES:
         if time.time() > deadline:
             out['rows'][name] = dict(skipped='time limit')
             continue
@@ -249,52 +199,44 @@ def check_speed(args, size, deadline):
 
 def environment(args):
     import torch
-    env = dict(torch=torch.__version__, cuda=torch.version.cuda,
+    env = dict(gpu='cpu' if args.cpu else torch.cuda.get_device_name(),
+               torch=torch.__version__, cuda=torch.version.cuda,
                python=sys.version.split()[0])
-    if not args.cpu:
-        env['gpu'] = torch.cuda.get_device_name()
-    for mod in ('mmcv', 'mmengine', 'mmseg', 'mmpretrain'):
-        env[mod] = __import__(mod).__version__
+    env.update((m, __import__(m).__version__)
+               for m in ('mmcv', 'mmengine', 'mmseg', 'mmpretrain'))
     return env
 
 
 def markdown(result):
     """The report as markdown: environment, checks, the speed table."""
-    lines = ['## GPU check', '', ', '.join(
-        f'{k} {v}' for k, v in result['environment'].items()), '',
-        '| check | ok | details |', '|---|---|---|']
-    for name in SECTIONS:
-        r = result['sections'].get(name)
-        if r is None or name == 'speed':
-            continue
-        details = ', '.join(f'{k}={v:.3g}' if isinstance(v, float) else
-                            f'{k}={v}' for k, v in r.items()
-                            if k not in ('ok', 'tail', 'failures', 'rc'))
-        lines.append(f"| {name} | {'yes' if r['ok'] else 'NO'} | "
-                     f'{details} |')
+    from mdeq_mm.report import fmt, markdown_table
+    checks = [[name, 'yes' if r['ok'] else 'NO', ', '.join(
+        f'{k}={v:.3g}' if isinstance(v, float) else f'{k}={v}'
+        for k, v in r.items() if k not in ('ok', 'tail', 'failures', 'rc'))]
+        for name, r in result['sections'].items() if name != 'speed']
     rows = result['sections'].get('speed', {}).get('rows', {})
     base = rows.get('HRNet-W18', {})
-    lines += ['', '| model | train step (s) | x HRNet | train peak (MB) | '
-              'f evals fwd / bwd | inference (s) | x HRNet | inference '
-              'peak (MB) | f evals |', '|---|---|---|---|---|---|---|---|---|']
+    speed = []
     for name, r in rows.items():
-        if 'train' not in r:
-            lines.append(f'| {name} | {r} |')
+        if 'train' not in r:  # skipped or failed
+            speed.append([name, r] + [''] * 7)
             continue
         t, i = r['train'], r['infer']
-
-        def ratio(kind, r=r):
-            b = base.get(kind, {}).get('s')
-            return f"{r[kind]['s'] / b:.2f}" if b else '-'
-
-        evals = (f"{t['nfev_fwd']:.0f} / {t.get('nfev_bwd', 0):.0f}"
-                 if 'nfev_fwd' in t else '-')
-        lines.append(
-            f"| {name} | {t['s']:.3f} | {ratio('train')} | "
-            f"{t['peak_mb']:.0f} | {evals} | {i['s']:.3f} | "
-            f"{ratio('infer')} | {i['peak_mb']:.0f} | "
-            f"{i.get('nfev_fwd', 0):.0f} |")
-    return '\n'.join(lines) + '\n'
+        ratio = [fmt(r[k]['s'] / base[k]['s'] if k in base else None,
+                     '.2f') for k in ('train', 'infer')]
+        speed.append([
+            name, f"{t['s']:.3f}", ratio[0], f"{t['peak_mb']:.0f}",
+            f"{fmt(t.get('nfev_fwd'), '.0f')} / "
+            f"{fmt(t.get('nfev_bwd'), '.0f')}", f"{i['s']:.3f}", ratio[1],
+            f"{i['peak_mb']:.0f}", fmt(i.get('nfev_fwd'), '.0f')])
+    return '\n\n'.join([
+        '## GPU check', ', '.join(
+            f'{k} {v}' for k, v in result['environment'].items()),
+        markdown_table(['check', 'ok', 'details'], checks),
+        markdown_table(['model', 'train step (s)', 'x HRNet',
+                        'train peak (MB)', 'f evals fwd / bwd',
+                        'inference (s)', 'x HRNet', 'inference peak (MB)',
+                        'f evals'], speed)]) + '\n'
 
 
 def main(argv=None):
@@ -322,8 +264,8 @@ def main(argv=None):
     result = dict(environment=environment(args), sections={},
                   size='small' if args.small else 'full')
     for name in args.sections:
-        left = deadline - time.time()
         t = time.time()
+        left = deadline - t
         if left <= 0:
             r = dict(ok=False, skipped='time limit')
         elif name == 'tests':
@@ -338,10 +280,10 @@ def main(argv=None):
         result['sections'][name] = r
         print(f"[{time.time() - start:5.0f}s] {name}: "
               f"{'ok' if r['ok'] else 'FAILED'}", flush=True)
-        with open(osp.join(args.out, 'gpu_check.json'), 'w') as f:
-            json.dump(result, f, indent=1)
-        with open(osp.join(args.out, 'gpu_check.md'), 'w') as f:
-            f.write(markdown(result))
+        for file, text in (('gpu_check.json', json.dumps(result, indent=1)),
+                           ('gpu_check.md', markdown(result))):
+            with open(osp.join(args.out, file), 'w') as f:
+                f.write(text)
     print(markdown(result))
     if not args.work_dir:
         shutil.rmtree(args.work, ignore_errors=True)

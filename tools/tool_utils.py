@@ -199,15 +199,16 @@ RECIPES = [
 CITY = 'data/demo/cityscapes'
 
 
-def demo_cityscapes() -> str:
-    """The demo Cityscapes data under the repository root (written and
-    converted to train ids when missing); its path relative to the root."""
+def demo_cityscapes(root: str = CITY, **kwargs) -> str:
+    """Demo Cityscapes data at ``root`` (relative to the repository root or
+    absolute), written (``write_cityscapes(root, **kwargs)``) and converted
+    to train ids when missing; returns ``root``."""
     from mdeq_mm.datasets import convert_cityscapes
     from mdeq_mm.datasets.demo_data import write_cityscapes
-    if not osp.isdir(osp.join(ROOT, CITY, 'gtFine')):
-        write_cityscapes(osp.join(ROOT, CITY))
-        convert_cityscapes(osp.join(ROOT, CITY))
-    return CITY
+    if not osp.isdir(osp.join(ROOT, root, 'gtFine')):
+        write_cityscapes(osp.join(ROOT, root), **kwargs)
+        convert_cityscapes(osp.join(ROOT, root))
+    return root
 
 
 def train_recipe(config: str, out_dir: str, quick: bool, cfg_options) -> tuple:

@@ -8,7 +8,8 @@ from .checkpoint import (AtomicCheckpointHook, CheckpointFitHook,
 from .cpu_dist import CPUDistributedDataParallel, setup_cpu_distributed
 from .hooks import (DEQJacobianScheduleHook, DEQTelemetryHook,
                     DEQWarmupHook, RunStatsHook, last_entry, read_run_stats,
-                    read_scalars, run_summary, runs_table)
+                    read_scalars, run_summary, runs_table,
+                    training_phases)
 from .resilience import (DivergenceGuardHook, FiniteOptimWrapper,
                          GracefulStopHook, TrainingDiverged,
                          TrainingInterrupted, enable_fault_tolerance,
@@ -17,7 +18,8 @@ from .resilience import (DivergenceGuardHook, FiniteOptimWrapper,
 __all__ = [
     'DEQWarmupHook', 'DEQJacobianScheduleHook', 'DEQTelemetryHook',
     'RunStatsHook', 'last_entry', 'read_run_stats', 'read_scalars',
-    'run_summary', 'runs_table', 'CPUDistributedDataParallel',
+    'run_summary', 'runs_table', 'training_phases',
+    'CPUDistributedDataParallel',
     'setup_cpu_distributed',
     'AtomicCheckpointHook', 'CheckpointFitHook', 'CheckpointMismatch',
     'CheckpointSaveError',

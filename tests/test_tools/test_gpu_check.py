@@ -37,5 +37,6 @@ def test_gpu_check_runs_every_section_on_the_cpu(tmp_path):
             assert row['train']['nfev_fwd'] <= 4, name
     report = (tmp_path / 'gpu_check.md').read_text()
     assert report in out
-    assert '| JR + SHINE |' in report and '| syncbn | yes |' in report
+    assert '| MDEQ-Small fast (JR + SHINE) |' in report
+    assert '| syncbn | yes |' in report
     assert osp.isfile(tmp_path / 'cuda_tests.xml')

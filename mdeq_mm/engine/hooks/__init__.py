@@ -2,10 +2,11 @@
 from .deq_hooks import (DEQJacobianScheduleHook, DEQTelemetryHook,
                         DEQWarmupHook)
 from .run_stats_hook import (RunStatsHook, last_entry, read_run_stats,
-                             read_scalars, run_summary, runs_table)
+                             read_scalars, run_summary, runs_table,
+                             training_phases)
 
 __all__ = [
     'DEQWarmupHook', 'DEQJacobianScheduleHook', 'DEQTelemetryHook',
     'RunStatsHook', 'last_entry', 'read_run_stats', 'read_scalars',
-    'run_summary', 'runs_table'
+    'run_summary', 'runs_table', 'training_phases'
 ]

@@ -107,6 +107,35 @@ def run_summary(work_dir: str, name: Optional[str] = None) -> Dict:
                 **read_run_stats(work_dir))
 
 
+def training_phases(work_dir: str, warmup_iters: int) -> Dict:
+    """The newest run's training log in ``work_dir``, split at the unrolled
+    warm-up: logged iterations, the median seconds per iteration of each
+    phase (the first iteration left out), the largest logged memory, and
+    the last implicit iteration's loss, forward relative residual and the
+    backward fallbacks summed over the implicit phase; the last mIoU."""
+    import statistics
+    runs = read_scalars(work_dir)
+    rows = runs[-1] if runs else []
+    steps = [r for r in rows if 'loss' in r and 'time' in r]
+    implicit = [r for r in steps if r['iter'] > warmup_iters + 1]
+    unrolled = [r for r in steps if 1 < r['iter'] <= warmup_iters]
+    val = [r for r in rows if 'mIoU' in r]
+    last = implicit[-1] if implicit else {}
+
+    def median(rows):
+        return statistics.median_high(r['time'] for r in rows) \
+            if rows else None
+
+    return dict(
+        iters=len(steps), s_per_iter_unrolled=median(unrolled),
+        s_per_iter_implicit=median(implicit),
+        memory_mb=max([r.get('memory', 0) for r in steps], default=None),
+        final_loss=last.get('loss'),
+        fwd_rel_residual=last.get('deq/fwd_rel_residual'),
+        bwd_fallback=sum(r.get('deq/bwd_fallback', 0) for r in implicit),
+        mIoU=val[-1]['mIoU'] if val else None)
+
+
 def runs_table(rows: List[Dict]) -> str:
     """:func:`run_summary` rows as a markdown table: mIoU, training time,
     s / iter, iterations, peak memory ('n/a' where a run lacks one)."""
