@@ -32,50 +32,50 @@ class _BufferSteps:
 
     def __init__(self, z: Tensor, slots: int):
         bsz, dim = z.shape
-        self.bsz, self.P = bsz, _split(dim, z.device)
-        self.h = dim // self.P
+        self.bsz, self.parts = bsz, _split(dim, z.device)
+        self.width = dim // self.parts
         # only written slots are ever read (no zero fill)
-        self.S = z.new_empty(bsz * self.P, slots, self.h)
+        self.steps = z.new_empty(bsz * self.parts, slots, self.width)
 
     def _chunks(self, x):
         """(B · P, 1, D / P) view of a (B, D) state (a copy if f returned
         a tensor whose layout allows no such view)."""
-        return x.reshape(self.bsz * self.P, 1, self.h)
+        return x.reshape(self.bsz * self.parts, 1, self.width)
 
     def _per_chunk(self, x):
         """(B, ...) row values → (B · P, ...), matching ``_chunks``."""
-        return x.repeat_interleave(self.P, 0) if self.P > 1 else x
+        return x.repeat_interleave(self.parts, 0) if self.parts > 1 else x
 
     def first(self, g, gamma):
         torch.mul(self._chunks(g), self._per_chunk(gamma)[:, None, None],
-                  out=self.S[:, :1])
+                  out=self.steps[:, :1])
 
     def step(self, j):
-        return self.S[:, j].reshape(self.bsz, -1)
+        return self.steps[:, j].reshape(self.bsz, -1)
 
     def add_step(self, z, j):
-        return torch.add(self._chunks(z), self.S[:, j:j + 1]).view_as(z)
+        return torch.add(self._chunks(z), self.steps[:, j:j + 1]).view_as(z)
 
     def dots(self, g, n):
-        a = torch.bmm(self._chunks(g), self.S[:, :n].transpose(1, 2))
-        return a.view(self.bsz, self.P, n).sum(1)
+        a = torch.bmm(self._chunks(g), self.steps[:, :n].transpose(1, 2))
+        return a.view(self.bsz, self.parts, n).sum(1)
 
     def put(self, n, g, c, scale, good, masked):
         """Step n = scale · (g + Σ_j s_{j+1} c_j), g on rows not ``good``;
         returns its squared norm."""
-        out = self.S[:, n:n + 1]
+        out = self.steps[:, n:n + 1]
         if c is None:
             out.copy_(self._chunks(g))
         else:
             torch.baddbmm(self._chunks(g),
                           self._per_chunk(c[..., 0])[:, None],
-                          self.S[:, 1:n], out=out)
+                          self.steps[:, 1:n], out=out)
         out.mul_(self._per_chunk(scale)[:, None, None])
         if masked:
             rows = self._per_chunk(good)[:, None, None]
             out.copy_(torch.where(rows, out, self._chunks(g)))
         return torch.linalg.vector_norm(
-            out.view(self.bsz, self.P, self.h), dim=(1, 2))**2
+            out.view(self.bsz, self.parts, self.width), dim=(1, 2))**2
 
 
 class _ListSteps:
@@ -83,27 +83,27 @@ class _ListSteps:
     same products as :class:`_BufferSteps`, with no in-place writes."""
 
     def __init__(self, z: Tensor, slots: int):
-        self.S: List[Tensor] = []
+        self.steps: List[Tensor] = []
 
     def first(self, g, gamma):
-        self.S = [g * gamma[:, None]]
+        self.steps = [g * gamma[:, None]]
 
     def step(self, j):
-        return self.S[j]
+        return self.steps[j]
 
     def add_step(self, z, j):
-        return z + self.S[j]
+        return z + self.steps[j]
 
     def dots(self, g, n):
-        return torch.stack([(s * g).sum(1) for s in self.S[:n]], 1)
+        return torch.stack([(s * g).sum(1) for s in self.steps[:n]], 1)
 
     def put(self, n, g, c, scale, good, masked):
         w = g
         if c is not None:
-            for j, s in enumerate(self.S[1:n]):
+            for j, s in enumerate(self.steps[1:n]):
                 w = w + c[:, j] * s
         w = torch.where(good[:, None], w * scale[:, None], g)
-        self.S = self.S[:n] + [w]
+        self.steps = self.steps[:n] + [w]
         return (w * w).sum(1)
 
 

@@ -22,23 +22,29 @@ from ..validation import is_int, is_number
 REASONS = ('converged', 'max_iter', 'diverged', 'non-finite')
 CONVERGED, MAX_ITER, DIVERGED, NON_FINITE = range(4)
 STOP_MODES = ('abs', 'rel', 'initial')
-_STATIC = [False]
+
+
+class _GraphMode:
+    """Whether solvers run as a fixed graph (set by :func:`static_graph`;
+    a plain attribute, which traced and compiled code read like any
+    Python value)."""
+    static = False
 
 
 @contextlib.contextmanager
 def static_graph():
     """Run solvers as a fixed graph: the whole budget, no host syncs, no
     in-place writes, no LAPACK calls (see the module docstring)."""
-    previous, _STATIC[0] = _STATIC[0], True
+    previous, _GraphMode.static = _GraphMode.static, True
     try:
         yield
     finally:
-        _STATIC[0] = previous
+        _GraphMode.static = previous
 
 
 def is_static() -> bool:
     """True inside :func:`static_graph`."""
-    return _STATIC[0]
+    return _GraphMode.static
 
 
 def stop_criterion(stop_mode: str, abs_res: Tensor, rel_res: Tensor,
@@ -199,7 +205,7 @@ class _State:
         # the norms are finite iff the rows are
         self.ok = torch.isfinite(a) & torch.isfinite(n)
 
-    def keep(self, new: '_State', mask: Tensor, masked: bool) -> '_State':
+    def take(self, new: '_State', mask: Tensor, masked: bool) -> '_State':
         """``new`` where ``mask``, self elsewhere (``masked=False``: every
         row is known to take ``new``)."""
         if not masked:
@@ -250,8 +256,9 @@ def _iterate(f: Callable[[Tensor], Tensor], z0: Tensor, method: _Method,
     divergence, scales = opts.divergence, opts.scales
     check_every = opts.check_every
     static = is_static()
-    # may the loop ask the host (free on the CPU) to skip masking passes?
-    ask = z0.device.type == 'cpu' and not static
+    # may the loop read masks on the host (free on the CPU) to skip
+    # masking passes?
+    host_checks = z0.device.type == 'cpu' and not static
     if check_every is None:
         check_every = 1 if z0.device.type == 'cpu' else 4
     dtype = torch.float64 if z0.dtype == torch.float64 else torch.float32
@@ -279,18 +286,19 @@ def _iterate(f: Callable[[Tensor], Tensor], z0: Tensor, method: _Method,
         if not static and (step % check_every == 0 or step == 1):
             if not bool(active.any()):
                 break
-        all_active = ask and bool(active.all())
+        all_active = host_checks and bool(active.all())
         z_new = method.propose(state.z, state.fz, state.g)
         if not all_active:
             z_new = _merge(active, z_new, state.z)
         new = _State(f, z_new, dtype)
         nfev = nfev + active
         # A non-finite row is rejected: it keeps its last good values.
-        keep = new.ok & active
-        state = state.keep(new, keep, not (ask and bool(keep.all())))
-        method.observe(state.z, state.fz, state.g, keep)
+        accepted = new.ok & active
+        state = state.take(new, accepted,
+                           not (host_checks and bool(accepted.all())))
+        method.observe(state.z, state.fz, state.g, accepted)
         crit = criterion(state)
-        best.update(state, crit, step, not ask)
+        best.update(state, crit, step, not host_checks)
         new_reason = torch.where(
             ~new.ok, NON_FINITE,
             torch.where(crit < tol, CONVERGED,
