@@ -60,6 +60,15 @@ def pytest_runtest_protocol(item, nextitem):
         faulthandler.cancel_dump_traceback_later()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_message_hub(request):
+    """Each test starts with a message hub of its own (the current one is
+    the newest), so a Runner of an earlier test leaves no training
+    iteration behind for the backbones of this one."""
+    from mmengine.logging import MessageHub
+    MessageHub.get_instance(f'test:{request.node.nodeid}')
+
+
 @pytest.fixture(scope='session')
 def cityscapes(tmp_path_factory):
     return cityscapes_train_ids(tmp_path_factory.mktemp('cityscapes'),

@@ -21,7 +21,8 @@ class TinyDEQNet(BaseModel):
             torch.manual_seed(0)
             self.backbone = MDEQ(
                 'tiny', solver_cfg=dict(max_iter=3, tol=1e-6),
-                grad_cfg=dict(solver_cfg=dict(max_iter=3)), **backbone)
+                grad_cfg=dict(solver_cfg=dict(max_iter=3)),
+                **dict(dict(warmup_iters=0), **backbone))
             self.head = torch.nn.Linear(24, 1)
 
     def forward(self, inputs, labels=None, mode='tensor'):
@@ -175,3 +176,50 @@ def test_forward_solves_far_from_tolerance_are_counted_and_warned(tmp_path):
     runner.model.train()
     runner.model(torch.randn(2, 3, 8, 8), torch.randn(2, 1), mode='loss')
     assert backbone.last_stats.far is None
+
+
+def test_backbone_warms_up_and_reports_without_hooks(tmp_path):
+    """No DEQ hook: the backbone trains unrolled before its warmup_iters
+    (the Runner's iteration) and pushes its statistics, backward included,
+    to the message hub itself."""
+    recorder = Record(lambda backbone: (
+        backbone.last_stats.mode,
+        backbone.last_stats.backward.nfev.float().mean().item()
+        if backbone.last_stats.backward is not None else None))
+    runner = tiny_runner(tmp_path, TinyDEQNet(warmup_iters=3), [recorder], 5)
+    runner.train()
+    assert [m for m, _ in recorder.rows] == ['unrolled'] * 3 + ['ift'] * 2
+    hub = runner.message_hub
+    assert hub.get_scalar('train/deq/nfev_tracked').data[0].tolist() == [
+        5, 5, 5, 1, 1]
+    assert hub.get_scalar('train/deq/fwd_nfev').current() == 4
+    # pushed after the backward solve: this iteration's, not the last one's
+    assert hub.get_scalar('train/deq/bwd_nfev').current() == \
+        recorder.rows[-1][1]
+    assert 'train/deq/bwd_fallback' in hub.log_scalars
+
+
+def test_warmup_follows_the_runner_iteration():
+    """The default warm-up (2000 iterations) applies under a Runner only,
+    and follows the Runner's iteration: a resumed run continues it."""
+    from mmengine.logging import MessageHub
+
+    from mdeq_mm.models.backbones.mdeq import AUTO_WARMUP_ITERS
+    net = TinyDEQNet(warmup_iters=None)
+    x = torch.randn(2, 3, 8, 8)
+
+    def mode_at(it):
+        if it is not None:
+            MessageHub.get_current_instance().update_info('iter', it)
+        net.train()
+        net(x)
+        return net.backbone.last_stats.mode
+
+    assert mode_at(None) == 'ift'  # no Runner: the configured mode
+    assert mode_at(0) == 'unrolled'
+    assert mode_at(AUTO_WARMUP_ITERS - 1) == 'unrolled'
+    assert mode_at(AUTO_WARMUP_ITERS) == 'ift'  # e.g. after a resume
+    net.backbone.warmup_iters = 0
+    assert mode_at(0) == 'ift'
+    with pytest.raises(ValueError, match='warmup_iters'):
+        TinyDEQNet(warmup_iters=-1)

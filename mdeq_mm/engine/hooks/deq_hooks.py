@@ -17,7 +17,9 @@ from mdeq_mm.registry import register
 @register('HOOKS', root=True)
 class DEQWarmupHook(Hook):
     """Train unrolled (weight-tied, no solver) before ``warmup_iters``
-    optimiser steps, implicitly after; evaluation always solves.
+    optimiser steps, implicitly after; evaluation always solves. Sets the
+    backbone's ``warmup_iters`` (which the backbone follows by itself,
+    2000 by default) and logs the switch.
 
     The reference counts the warm-up ("PRETRAIN_STEPS") in optimiser
     iterations; rescale it when your total batch size differs.
@@ -32,20 +34,15 @@ class DEQWarmupHook(Hook):
                     is_int(warmup_iters, 0), 'an int >= 0')
         self.warmup_iters = warmup_iters
 
-    def _set(self, runner, it: int) -> None:
-        backbone = find_mdeq(runner.model)
-        mode = 'unrolled' if it < self.warmup_iters else 'implicit'
-        if backbone.mode != mode:
-            runner.logger.info(
-                f'DEQWarmupHook: iteration {it}: MDEQ switches from '
-                f'{backbone.mode} to {mode} training')
-            backbone.mode = mode
-
     def before_train(self, runner) -> None:
-        self._set(runner, runner.iter)
+        find_mdeq(runner.model).warmup_iters = self.warmup_iters
 
     def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
-        self._set(runner, runner.iter)
+        if runner.iter == self.warmup_iters and self.warmup_iters and \
+                find_mdeq(runner.model).mode == 'implicit':
+            runner.logger.info(
+                f'DEQWarmupHook: iteration {runner.iter}: MDEQ switches '
+                'from unrolled to implicit training')
 
 
 @register('HOOKS', root=True)
@@ -97,7 +94,8 @@ class DEQJacobianScheduleHook(Hook):
         self.base = cfg['weight']
         self.warmup_iters = next(
             (h.warmup_iters for h in runner.hooks
-             if isinstance(h, DEQWarmupHook)), 0)
+             if isinstance(h, DEQWarmupHook)),
+            find_mdeq(runner.model).effective_warmup())
 
     def weight(self, it: int) -> float:
         if self.stop_iter is not None and it >= self.stop_iter:
@@ -149,6 +147,9 @@ class DEQTelemetryHook(Hook):
         # forward solves far from their tolerance, per phase: total since
         # this process started, since the last report, samples solved
         self.far = {p: [0, 0, 0] for p in ('train', 'val', 'test')}
+
+    def before_run(self, runner) -> None:
+        find_mdeq(runner.model).telemetry = False  # this hook reports
 
     def _count_far(self, runner, phase: str) -> None:
         output = find_mdeq(runner.model).last_output

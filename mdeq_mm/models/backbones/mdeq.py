@@ -64,7 +64,27 @@ ARCH_SETTINGS: Dict[str, dict] = {
 ARCH_KEYS = ('num_channels', 'num_blocks', 'expansion', 'num_groups',
              'downsample_times', 'weight_norm')
 MODES = ('implicit', 'unrolled')
+#: unrolled training iterations under a Runner when neither ``warmup_iters``
+#: nor a DEQWarmupHook sets them: out of the random-initialisation regime,
+#: where f is not contractive and the implicit backward cannot solve
+AUTO_WARMUP_ITERS = 2000
 JAC_LOSS_KEYS = ('weight', 'freq', 'n_samples')
+
+
+def runner_iteration() -> Optional[int]:
+    """The training iteration of the mmengine Runner of this process (its
+    message hub's ``iter``), None outside a Runner."""
+    from mmengine.logging import MessageHub
+    return MessageHub.get_current_instance().get_info('iter')
+
+
+def push_telemetry(output: 'MDEQOutput') -> None:
+    """``output``'s statistics as ``train/deq/*`` scalars of the Runner's
+    message hub (host syncs)."""
+    from mmengine.logging import MessageHub
+    hub = MessageHub.get_current_instance()
+    for key, value in output.summary().items():
+        hub.update_scalar(f'train/deq/{key}', value)
 
 
 @dataclass(frozen=True)
@@ -142,8 +162,16 @@ class MDEQ(BaseModule):
     solver; gradients come from the implicit function theorem (``grad='ift'``)
     or a cheaper strategy. In training the output is the tracked application
     f(z*); in evaluation it is z*. With ``mode='unrolled'`` training applies
-    f ``unrolled_depth`` times from z = 0 instead (the warm-up phase, see
-    :class:`~mdeq_mm.engine.DEQWarmupHook`); evaluation always solves.
+    f ``unrolled_depth`` times from z = 0 instead; evaluation always solves.
+
+    Healthy in any config: trained by an mmengine Runner, the backbone
+    trains unrolled for its first ``warmup_iters`` iterations (the Runner's
+    iteration, so a resume continues the schedule) and pushes the solver
+    statistics of every training iteration to the message hub
+    (``train/deq/*``, logged by LoggerHook), without any hook;
+    :class:`~mdeq_mm.engine.DEQWarmupHook` and
+    :class:`~mdeq_mm.engine.DEQTelemetryHook` take these over when a config
+    registers them.
 
     Args:
         arch (str | dict): 'tiny', 'small', 'large', 'xl', or a dict with
@@ -154,6 +182,14 @@ class MDEQ(BaseModule):
         norm_cfg (dict): norm of the stem and the injection (BN / SyncBN);
             f_θ itself always uses GroupNorm.
         mode (str): 'implicit' or 'unrolled' (training only).
+        warmup_iters (int | None): under a Runner, train unrolled before
+            this iteration, implicitly after (0: no warm-up; None:
+            ``AUTO_WARMUP_ITERS``, 2000, unless a DEQWarmupHook sets it).
+            Outside a Runner ``mode`` alone decides.
+        telemetry (bool): under a Runner, push each training iteration's
+            solver statistics to the message hub (one host sync per
+            iteration; a DEQTelemetryHook replaces this with its own
+            interval, totals and warnings).
         unrolled_depth (int): f applications in unrolled mode.
         unrolled_eval (bool): in unrolled mode, also evaluate by applying f
             ``unrolled_depth`` times instead of solving (a plain weight-tied
@@ -209,6 +245,8 @@ class MDEQ(BaseModule):
                  dropout: float = 0.0,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  mode: str = 'implicit',
+                 warmup_iters: Optional[int] = None,
+                 telemetry: bool = True,
                  unrolled_depth: int = 5,
                  unrolled_eval: bool = False,
                  solver: str = 'broyden',
@@ -258,6 +296,10 @@ class MDEQ(BaseModule):
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
         self.mode = mode
+        check_value('MDEQ warmup_iters', warmup_iters, warmup_iters is None
+                    or is_int(warmup_iters, 0), 'None or an int >= 0')
+        self.warmup_iters = warmup_iters
+        self.telemetry = bool(telemetry)
         self.unrolled_eval = unrolled_eval
         correction = dict(fp_correction or {})
         gamma = correction.pop('gamma', 0.8)
@@ -476,9 +518,11 @@ class MDEQ(BaseModule):
         def f(z: List[Tensor]) -> List[Tensor]:
             return self.deq_layer(z, injection)
 
+        it = runner_iteration() if self.training else None
         try:
             if self.mode == 'unrolled' and (self.training
-                                            or self.unrolled_eval):
+                                            or self.unrolled_eval) or \
+                    self.training and self.in_warmup(it):
                 z, stats = self.unrolled(f, z0)
             else:
                 z, stats = self.deq(f, z0, training=self.training)
@@ -499,7 +543,25 @@ class MDEQ(BaseModule):
             corrections=tuple(self._crop(zc, h, w) for zc in states),
             correction_weights=tuple(self.correction_gamma**(n - 1 - i)
                                      for i in range(len(states))))
+        if it is not None and self.telemetry:
+            output = self.last_output
+            if inj.requires_grad:  # after the backward solve reached inj
+                inj.register_hook(lambda grad: push_telemetry(output))
+            else:
+                push_telemetry(output)
         return self._crop(z, h, w)
+
+    def effective_warmup(self) -> int:
+        """Unrolled iterations under a Runner: ``warmup_iters``, or
+        ``AUTO_WARMUP_ITERS`` when it is None."""
+        return AUTO_WARMUP_ITERS if self.warmup_iters is None else \
+            self.warmup_iters
+
+    def in_warmup(self, it: Optional[int]) -> bool:
+        """Whether training iteration ``it`` of a Runner (None: outside
+        one) trains unrolled."""
+        return self.mode == 'implicit' and it is not None and \
+            it < self.effective_warmup()
 
     def _crop(self, z: List[Tensor], h: int, w: int) -> Tuple[Tensor, ...]:
         """The maps of the unpadded input (see ``pad_input``)."""
