@@ -129,14 +129,22 @@ def init_model(config,
 
     Returns:
         nn.Module: the model, with SyncBN turned into the BN it computes in
-        evaluation and its config as ``model.cfg``.
+        evaluation, its config as ``model.cfg`` (its ``test_pipeline``
+        without label loading) and ``model.dataset_meta``
+        (classes, palette: the checkpoint's, else the config's test
+        dataset's), like mmseg's / mmpretrain's ``init_model``; the
+        config's default scope becomes the current one, so that the host
+        package's inference functions (``mmseg.apis.inference_model``) run
+        on it.
     """
     from mmengine.logging import MMLogger
     from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import init_default_scope
     from mmengine.runner import load_checkpoint
 
-    from mdeq_mm.registry import build_model
+    from mdeq_mm.registry import build_model, scope_of
     cfg = _read_config(config, cfg_options)
+    init_default_scope(scope_of(cfg))
     if 'pretrained' in cfg.model:
         cfg.model.pretrained = None
     cfg.model.pop('init_cfg', None)
@@ -147,17 +155,41 @@ def init_model(config,
     logger = MMLogger.get_current_instance()
     level = logger.level
     logger.setLevel(logging.WARNING)
+    ckpt = {}
     try:
         model = build_model(cfg)
         if checkpoint:
-            load_checkpoint(model, checkpoint, map_location='cpu')
+            ckpt = load_checkpoint(model, checkpoint, map_location='cpu')
         else:
             model.init_weights()
     finally:
         logger.setLevel(level)
     model = revert_sync_batchnorm(model).eval().to(device)
+    if cfg.get('test_pipeline'):  # inference has no label maps to load
+        cfg.test_pipeline = [t for t in cfg.test_pipeline
+                             if 'Annotations' not in t['type']]
     model.cfg = cfg
+    model.dataset_meta = (ckpt.get('meta') or {}).get(
+        'dataset_meta') or _dataset_meta(cfg)
     return model
+
+
+def _dataset_meta(cfg) -> Optional[dict]:
+    """The metainfo (classes, palette) of the config's test (else val)
+    dataset: its class's METAINFO updated with the config's ``metainfo``;
+    None when the config has no such dataset."""
+    import importlib
+
+    from mdeq_mm.registry import scope_of
+    loader = cfg.get('test_dataloader') or cfg.get('val_dataloader')
+    dataset = (loader or {}).get('dataset')
+    if not dataset or 'type' not in dataset:
+        return None
+    datasets = importlib.import_module(f'{scope_of(cfg)}.registry').DATASETS
+    cls = datasets.get(dataset['type'])
+    meta = dict(getattr(cls, 'METAINFO', None) or {})
+    meta.update(dataset.get('metainfo') or {})
+    return meta or None
 
 
 def data_batch(model: nn.Module, n: int = 2, split: str = 'val',

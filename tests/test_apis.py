@@ -321,3 +321,36 @@ def test_equal_miou_budget_is_where_every_larger_budget_is_within_margin():
     for x in r:
         x['mIoU'] = None
     assert equal_miou_budgets(r) is None
+
+
+def test_init_model_is_a_drop_in_for_the_host_inference(tmp_path):
+    """Like mmseg's init_model: the config's scope becomes the current one
+    (mmseg's inference_model builds its pipeline from it) and the model
+    carries dataset_meta (the checkpoint's, else the config dataset's)."""
+    import cv2
+    import numpy as np
+    from mmengine.registry import DefaultScope
+    from mmseg.apis import inference_model
+    from mmseg.datasets import CityscapesDataset
+    DefaultScope.get_instance('test:mmengine-scope', scope_name='mmengine')
+    model = init_model(DEMO_SEG)
+    assert DefaultScope.get_current_instance().scope_name == 'mmseg'
+    assert model.dataset_meta['classes'] == \
+        CityscapesDataset.METAINFO['classes']
+    assert len(model.dataset_meta['palette']) == 19
+    path = str(tmp_path / 'frame.png')
+    cv2.imwrite(path, np.random.RandomState(0).randint(
+        0, 255, (50, 100, 3), np.uint8))
+    result = inference_model(model, path)
+    assert result.pred_sem_seg.data.shape == (1, 50, 100)
+    assert int(result.pred_sem_seg.data.max()) < 19
+    # a checkpoint's own dataset_meta wins
+    ckpt = tmp_path / 'model.pth'
+    torch.save(dict(state_dict=model.state_dict(),
+                    meta=dict(dataset_meta=dict(classes=('a', 'b')))), ckpt)
+    assert init_model(DEMO_SEG, str(ckpt)).dataset_meta == dict(
+        classes=('a', 'b'))
+    # classification: mmpretrain's scope and CIFAR-10's classes
+    cls = init_model(TINY)
+    assert DefaultScope.get_current_instance().scope_name == 'mmpretrain'
+    assert len(cls.dataset_meta['classes']) == 10
