@@ -190,4 +190,6 @@ def main(reqs=None):
 
 
 if __name__ == '__main__':
+    import argparse
+    argparse.ArgumentParser(description=__doc__.split('\n')[0]).parse_args()
     sys.exit(1 if main() else 0)

@@ -73,8 +73,15 @@ def main(task: str, argv: Optional[List[str]] = None) -> int:
     return 0
 
 
+USAGE = ('usage: python -m mdeq_mm.converters {cls,seg} SRC DST '
+         '[--no-verify]\n\nConvert an original MDEQ checkpoint: cls for '
+         'an mmpretrain classifier, seg for an mmseg segmentor; '
+         '"python -m mdeq_mm.converters cls --help" for the options.')
+
 if __name__ == '__main__':
+    if len(sys.argv) == 2 and sys.argv[1] in ('-h', '--help'):
+        print(USAGE)
+        sys.exit(0)
     if len(sys.argv) < 2 or sys.argv[1] not in NAMES:
-        sys.exit('usage: python -m mdeq_mm.converters {cls,seg} SRC DST '
-                 '[--no-verify]')
+        sys.exit(USAGE)
     sys.exit(main(sys.argv[1], sys.argv[2:]))
