@@ -345,11 +345,103 @@ def _frame_pipeline(cfg):
             [t for t in steps if 'LoadImage' not in t['type']])
 
 
+class VideoSegmenter:
+    """Segment a video one frame per call, each forward solve starting
+    from the previous frame's fixed point (a warm start), as a stream: the
+    result of a frame is there before the next one is read.
+
+    The stream starts cold on its first frame, after a size change (the
+    state no longer fits) and after a scene cut: a frame whose 32x32
+    grayscale thumbnail differs from the previous one's by more than
+    ``cut_threshold`` (mean absolute difference, intensities in [0, 1]:
+    consecutive frames of one shot differ by a few hundredths, a cut
+    between two smooth scenes of the same mean brightness by 0.25; a
+    false cut costs one cold start, a missed one a poor start). The
+    model's own warm-start setting is restored by :meth:`close` (or at the
+    end of a ``with`` block).
+
+    Args:
+        model: a segmentor from :func:`init_model` (``model.cfg`` holds its
+            config; the test pipeline's annotation loaders are skipped).
+        warm_start (bool): False solves every frame from z = 0.
+        cut_threshold (float | None): scene-cut threshold; None: never.
+
+    Calling it on a frame (an image file or a BGR uint8 array) returns a
+    dict: ``pred`` (H, W) int64 train ids at the frame's size, ``nfev``
+    (f evaluations of the forward solve), ``residual`` (its relative
+    residual), ``warm`` (whether it started warm), ``cut`` (a detected
+    scene cut) and ``seconds`` (the model's time on the frame).
+    """
+
+    def __init__(self, model: nn.Module, warm_start: bool = True,
+                 cut_threshold: Optional[float] = 0.15):
+        test_cfg = getattr(model, 'test_cfg', None) or {}
+        if warm_start and test_cfg.get('mode', 'whole') != 'whole':
+            raise ValueError(
+                'warm starts need whole-image inference, the model\'s '
+                f"test_cfg has mode={test_cfg['mode']!r} (each crop would "
+                "start from another crop's state); set "
+                "model.test_cfg.mode='whole'")
+        self.model, self.mdeq = model, find_mdeq(model)
+        self.warm_start, self.cut_threshold = warm_start, cut_threshold
+        self.from_file, self.from_array = _frame_pipeline(model.cfg)
+        self._saved = self.mdeq.warm_start
+        self._thumb = None
+        self.mdeq.set_warm_start(warm_start)
+
+    def reset(self) -> None:
+        """Start the next frame cold."""
+        self.mdeq.set_warm_start(self.warm_start)
+        self._thumb = None
+
+    def _is_cut(self, image: torch.Tensor) -> bool:
+        import torch.nn.functional as F
+        gray = image.float().mean(0, keepdim=True)[None] / 255
+        thumb = F.adaptive_avg_pool2d(gray, 32)
+        previous, self._thumb = self._thumb, thumb
+        return self.cut_threshold is not None and previous is not None \
+            and float((thumb - previous).abs().mean()) > self.cut_threshold
+
+    def __call__(self, frame) -> Dict:
+        import time
+
+        from mmengine.registry import DefaultScope
+        with DefaultScope.overwrite_default_scope('mmseg'):
+            data = self.from_file(dict(img_path=frame)) if isinstance(
+                frame, str) else self.from_array(dict(img=frame))
+        cut = self._is_cut(data['inputs'])
+        if cut:
+            self.mdeq.set_warm_start(self.warm_start)  # drop the state
+        data = dict(inputs=[data['inputs']],
+                    data_samples=[data['data_samples']])
+        start = time.perf_counter()
+        with DefaultScope.overwrite_default_scope('mmseg'), torch.no_grad():
+            result = self.model.test_step(data)[0]
+        pred = result.pred_sem_seg.data[0].cpu().numpy()  # (a host sync)
+        seconds = time.perf_counter() - start
+        record = self.mdeq.last_output
+        stats = record.stats.forward
+        return dict(pred=pred, nfev=int(stats.nfev[0]),
+                    residual=float(stats.rel_lowest[0]),
+                    warm=record.start == 'warm', cut=cut, seconds=seconds)
+
+    def close(self) -> None:
+        """Restore the model's own warm-start setting."""
+        self.mdeq.set_warm_start(self._saved)
+
+    def __enter__(self) -> 'VideoSegmenter':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def segment_sequence(model: nn.Module,
                      frames: Iterable[Union[str, Any]],
                      warm_start: bool = True) -> List[Dict]:
-    """Segment consecutive frames of one video with a segmentor whose
-    backbone is an MDEQ.
+    """Segment consecutive frames of one video (one shot: no scene-cut
+    detection) with a segmentor whose backbone is an MDEQ, through a
+    :class:`VideoSegmenter`.
 
     With ``warm_start`` each frame's forward solve starts from the previous
     frame's fixed point instead of z = 0 (the same model and solver
@@ -358,43 +450,12 @@ def segment_sequence(model: nn.Module,
     start cold. The model's own state is restored afterwards.
 
     Args:
-        model: a segmentor built by :func:`init_model` (``model.cfg`` holds
-            its config; the test pipeline's annotation loaders are skipped).
+        model: a segmentor built by :func:`init_model`.
         frames: image files or BGR uint8 arrays, in time order.
         warm_start (bool): False solves every frame from z = 0.
 
     Returns:
-        list[dict]: per frame ``pred`` (H, W) int64 train ids at the input's
-        size, ``nfev`` (f evaluations of the forward solve), ``residual``
-        (its relative residual) and ``warm`` (whether it started warm).
+        list[dict]: per frame what :class:`VideoSegmenter` returns.
     """
-    from mmengine.registry import DefaultScope
-    mdeq = find_mdeq(model)
-    test_cfg = getattr(model, 'test_cfg', None) or {}
-    if warm_start and test_cfg.get('mode', 'whole') != 'whole':
-        raise ValueError(
-            f"warm starts need whole-image inference, the model's test_cfg "
-            f"has mode={test_cfg['mode']!r} (each crop would start from "
-            "another crop's state); set model.test_cfg.mode='whole'")
-    from_file, from_array = _frame_pipeline(model.cfg)
-    saved = mdeq.warm_start
-    mdeq.set_warm_start(warm_start)
-    out = []
-    try:
-        for frame in frames:
-            with DefaultScope.overwrite_default_scope('mmseg'):
-                data = from_file(dict(img_path=frame)) if isinstance(
-                    frame, str) else from_array(dict(img=frame))
-                data = dict(inputs=[data['inputs']],
-                            data_samples=[data['data_samples']])
-                with torch.no_grad():
-                    result = model.test_step(data)[0]
-            record = mdeq.last_output
-            stats = record.stats.forward
-            out.append(dict(
-                pred=result.pred_sem_seg.data[0].cpu().numpy(),
-                nfev=int(stats.nfev[0]), residual=float(stats.rel_lowest[0]),
-                warm=record.start == 'warm'))
-    finally:
-        mdeq.set_warm_start(saved)
-    return out
+    with VideoSegmenter(model, warm_start, cut_threshold=None) as segment:
+        return [segment(frame) for frame in frames]
