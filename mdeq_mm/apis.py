@@ -72,7 +72,8 @@ def load_config(path: str,
     override, so ``custom_imports`` given as an option were never
     imported); sets ``work_dir`` (default ``./work_dirs/<config stem>``
     when the config has none); turns ``persistent_workers`` off for loaders
-    without workers (mmengine refuses the combination).
+    without workers (mmengine refuses the combination); checks that the
+    heads take MDEQ's channels (a ValueError naming them otherwise).
     """
     import mdeq_mm  # noqa: F401 (registers modules, checkpoint loading)
     from mmengine.config import Config
@@ -91,6 +92,8 @@ def load_config(path: str,
         loader = cfg.get(name)
         if loader and loader.get('num_workers', 0) == 0:
             loader['persistent_workers'] = False
+    from mdeq_mm.models.backbones.mdeq import check_head_channels
+    check_head_channels(cfg.get('model') or {})
     return cfg
 
 

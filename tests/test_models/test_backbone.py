@@ -322,3 +322,55 @@ def test_jac_loss_options_are_validated():
         MDEQ('tiny', jac_loss=dict(freq=0.5))
     assert MDEQ('tiny', jac_loss=dict(weight=2.)).jac_loss_cfg == dict(
         weight=2., freq=1.0, n_samples=2)
+
+
+def test_heads_must_take_the_backbone_channels():
+    """Every stock head's way of naming its inputs, against MDEQ-Small's
+    outputs (32, 64, 128, 256 at strides 4 to 32)."""
+    from mdeq_mm.models.backbones.mdeq import check_head_channels
+
+    def model(**heads):
+        return dict(backbone=dict(type='MDEQ', arch='small'), **heads)
+
+    good = [
+        dict(type='MDEQHead', in_channels=[32, 64, 128, 256]),
+        dict(type='FCNHead', in_channels=[32, 64, 128, 256],
+             in_index=(0, 1, 2, 3), input_transform='resize_concat'),
+        dict(type='PSPHead', in_channels=256, in_index=3),
+        dict(type='DepthwiseSeparableASPPHead', in_channels=256, in_index=3,
+             c1_in_channels=32),
+    ]
+    for head in good:
+        check_head_channels(model(decode_head=head))
+    check_head_channels(model(decode_head=good[1:3],
+                              auxiliary_head=dict(in_channels=128,
+                                                  in_index=2)))
+    bad = [
+        (dict(decode_head=dict(in_channels=[18, 36, 72, 144])),
+         'decode_head.in_channels=[32, 64, 128, 256]'),
+        (dict(decode_head=dict(in_channels=2048, in_index=3)),
+         'decode_head.in_channels=256'),
+        (dict(decode_head=dict(in_channels=256, in_index=3,
+                               c1_in_channels=48)),
+         'decode_head.c1_in_channels=32'),
+        (dict(decode_head=[good[1], dict(in_channels=512, in_index=3)]),
+         'decode_head[1].in_channels=256'),
+        (dict(decode_head=good[0], auxiliary_head=dict(in_channels=1024,
+                                                       in_index=2)),
+         'auxiliary_head.in_channels=128'),
+        (dict(decode_head=dict(in_channels=256, in_index=4)),
+         'in_index 0 to 3'),
+    ]
+    for heads, fix in bad:
+        with pytest.raises(ValueError, match='32 at stride 4, 64 at stride 8'
+                           ) as e:
+            check_head_channels(model(**heads))
+        assert fix in str(e.value), str(e.value)
+    # a neck in between changes the channels: not checked here
+    check_head_channels(dict(model(decode_head=bad[0][0]['decode_head']),
+                             neck=dict(type='MDEQFuseNeck')))
+
+
+def test_a_base_configs_backbone_weights_are_rejected():
+    with pytest.raises(ValueError, match='model.pretrained=None'):
+        MDEQ('tiny', pretrained='open-mmlab://resnet50_v1c')

@@ -51,3 +51,23 @@ def test_readme_swap_trains_healthy_without_hooks(cityscapes, tmp_path):
     assert max(r['deq/bwd_rel_residual'] for r in implicit) < 1e-2
     assert all(r['deq/fwd_nfev'] > 1 for r in implicit)
     assert 'fell back' not in out
+
+
+def test_wrong_head_channels_stop_the_tools_in_one_line(cityscapes,
+                                                        tmp_path):
+    out, rc = run_tool(
+        'train', SWAP, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+        'model.decode_head.in_channels=[18,36,72,144]', ok=False)
+    assert rc == 1 and 'Traceback' not in out, out[-2000:]
+    line = next(x for x in out.splitlines() if x.startswith('error:'))
+    assert 'its outputs are 32 at stride 4, 64 at stride 8' in line
+    assert 'set decode_head.in_channels=[32, 64, 128, 256]' in line
+    # a ResNet-based base config's pretrained weights: the fix, not a
+    # download
+    out, rc = run_tool(
+        'train', SWAP, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+        'model.pretrained=open-mmlab://resnet50_v1c',
+        *[f'{n}.dataset.data_root={cityscapes}' for n in (
+            'train_dataloader', 'val_dataloader')], ok=False)
+    assert rc == 1 and 'Traceback' not in out, out[-2000:]
+    assert 'model.pretrained=None' in out

@@ -128,6 +128,58 @@ class MDEQOutput:
         return out
 
 
+def check_head_channels(model_cfg) -> None:
+    """Raise a ValueError naming MDEQ's channels per stride when a
+    segmentor config's heads expect other input channels (``in_channels``
+    per ``in_index``, DeepLabV3+'s ``c1_in_channels``); a config with a
+    neck between them, or without an MDEQ backbone, is not checked."""
+    backbone = model_cfg.get('backbone') or {}
+    if backbone.get('type') != 'MDEQ' or model_cfg.get('neck'):
+        return
+    arch = resolve_arch(backbone.get('arch', 'small'))
+    channels = list(arch['num_channels'])
+    strides = [2**(arch['downsample_times'] + i)
+               for i in range(len(channels))]
+    outputs = ', '.join(f'{c} at stride {s}'
+                        for c, s in zip(channels, strides))
+    for name in ('decode_head', 'auxiliary_head'):
+        heads = model_cfg.get(name) or []
+        for k, head in enumerate(heads if isinstance(heads, list)
+                                 else [heads]):
+            where = f'{name}[{k}]' if isinstance(heads, list) else name
+            given = head.get('in_channels')
+            if given is None:
+                continue
+            # a list of channels without in_index takes every output
+            index = head.get('in_index', list(range(len(channels)))
+                             if isinstance(given, (list, tuple)) else -1)
+            try:
+                want = [channels[i] for i in index] if isinstance(
+                    index, (list, tuple)) else channels[index]
+            except IndexError:
+                raise ValueError(
+                    f'{where}.in_index={index} selects no output of the '
+                    f'MDEQ backbone: it has {len(channels)} ({outputs}), '
+                    f'in_index 0 to {len(channels) - 1}') from None
+            checks = [('in_channels', list(given) if isinstance(
+                given, (list, tuple)) else given, want)]
+            if 'c1_in_channels' in head:  # the low-level stride-4 input
+                checks.append(('c1_in_channels', head['c1_in_channels'],
+                               channels[0]))
+            for key, got, expected in checks:
+                if got != expected:
+                    raise ValueError(
+                        f'{where}.{key}={got} does not match the MDEQ '
+                        f'backbone ({arch_name(backbone)}): its outputs are '
+                        f'{outputs}; with in_index={index} set '
+                        f'{where}.{key}={expected}')
+
+
+def arch_name(backbone_cfg) -> str:
+    arch = backbone_cfg.get('arch', 'small')
+    return f"arch '{arch}'" if isinstance(arch, str) else 'a custom arch'
+
+
 def resolve_arch(arch: Union[str, dict]) -> dict:
     """A preset name, or a dict (a preset's keys, all given or with
     ``base='<preset>'`` to override some of them)."""
@@ -267,6 +319,15 @@ class MDEQ(BaseModule):
                  fp_correction: Optional[dict] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
+        if isinstance(pretrained, str) and '://' in pretrained:
+            # a base config's model-level pretrained (mmseg passes it to
+            # the backbone): weights of another network, to be downloaded
+            raise ValueError(
+                f'MDEQ got pretrained={pretrained!r}: the weights of the '
+                "base config's backbone (e.g. ResNet-50), not of an MDEQ. "
+                'Set model.pretrained=None in your config; load MDEQ '
+                "weights with backbone.init_cfg=dict(type='Pretrained', "
+                "checkpoint=..., prefix='backbone.')")
         if pretrained is not None:
             if init_cfg is not None:
                 raise ValueError('init_cfg and pretrained cannot be set at '
