@@ -141,26 +141,33 @@ def equal_miou_budgets(rows: List[Dict], margin: float = 1.
     return out
 
 
-def plot_rows(rows: List[Dict], path: str) -> None:
+def plot_rows(rows: List[Dict], path: str) -> str:
     """The video evaluation's plot (rows of :func:`compare_starts` or
-    :func:`sweep_budgets`): mIoU against the budget (fixed budgets), or the
-    first snippet's f evaluations per frame (to tolerance), cold and
-    warm."""
+    :func:`sweep_budgets`), cold and warm: against the budget, the mIoU
+    (fixed budgets on annotated snippets) or the agreement with the
+    reference (without annotations); to tolerance, the first snippet's f
+    evaluations per frame. Only what was measured is drawn; returns the
+    quantity drawn ('mIoU', 'agreement' or 'nfev')."""
     from mdeq_mm.report import plot_panels
-    swept = 'budget' in rows[0]  # fixed budgets: mIoU against the budget
+    swept = 'budget' in rows[0]  # fixed budgets: against the budget
+    metric = 'mIoU' if any(r['mIoU'] is not None for r in rows) else \
+        'agreement'
     lines = []
     for start in ('cold', 'warm'):
         mine = [r for r in rows if r['start'] == start]
         if swept:
             lines.append((start, [r['budget'] for r in mine],
-                          [r['mIoU'] or 0 for r in mine], 'o-'))
+                          [r[metric] for r in mine], 'o-'))
         else:
             trace = mine[0]['nfev_trace']
             lines.append((start, range(len(trace)), trace, 'o-'))
+    ylabel = dict(mIoU='mIoU (annotated frames)',
+                  agreement='agreement with the reference (%)')[metric]
     plot_panels(path, [dict(
         lines=lines, xlabel='f evaluations per frame' if swept else
-        'frame of the first snippet', ylabel='mIoU (annotated frames)'
-        if swept else 'f evaluations to tolerance')], size=(6, 3.5))
+        'frame of the first snippet', ylabel=ylabel if swept else
+        'f evaluations to tolerance')], size=(6, 3.5))
+    return metric if swept else 'nfev'
 
 
 __all__ = ['VideoTally', 'compare_starts', 'sweep_budgets',

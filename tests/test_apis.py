@@ -354,3 +354,49 @@ def test_init_model_is_a_drop_in_for_the_host_inference(tmp_path):
     cls = init_model(TINY)
     assert DefaultScope.get_current_instance().scope_name == 'mmpretrain'
     assert len(cls.dataset_meta['classes']) == 10
+
+
+def test_sequence_tool_on_any_video_plots_only_what_it_measured(
+        snippet_root, tmp_path):
+    """A folder of frames and the same frames as a video file: no labels,
+    so no mIoU anywhere; the budget sweep plots the agreement."""
+    import glob
+    import json
+
+    import cv2
+
+    from tests.helpers import run_tool
+    from mdeq_mm.datasets import frames_snippet
+    from mdeq_mm.video import plot_rows
+    files = sorted(glob.glob(osp.join(snippet_root, 'leftImg8bit_sequence',
+                                      '*', '*', '*.png')))
+    folder = tmp_path / 'frames'
+    folder.mkdir()
+    for i, f in enumerate(files):  # natural order: frame_2 before frame_10
+        (folder / f'frame_{i * 5}.png').write_bytes(open(f, 'rb').read())
+    assert frames_snippet(str(folder)).frames == [
+        str(folder / f'frame_{i * 5}.png') for i in range(len(files))]
+    image = cv2.imread(files[0])
+    writer = cv2.VideoWriter(str(tmp_path / 'v.mp4'),
+                             cv2.VideoWriter_fourcc(*'mp4v'), 10,
+                             (image.shape[1], image.shape[0]))
+    for f in files:
+        writer.write(cv2.imread(f))
+    writer.release()
+    assert len(frames_snippet(str(tmp_path / 'v.mp4')).frames) == len(files)
+    model = demo_segmentor()
+    ckpt = str(tmp_path / 'model.pth')
+    torch.save(dict(state_dict=model.state_dict()), ckpt)
+    for source in (folder, tmp_path / 'v.mp4'):
+        out = run_tool('analysis/sequence', DEMO_SEG, ckpt, '--frames',
+                       source, '--budgets', '1', '4', '--out',
+                       tmp_path / 'seq.png')
+        result = json.load(open(tmp_path / 'seq.json'))
+        assert all(r['mIoU'] is None and r['annotated'] == 0
+                   for r in result['rows'])
+        assert result['equal_mIoU'] is None and 'equal mIoU' not in out
+    assert plot_rows(result['rows'], str(tmp_path / 'p.png')) == \
+        'agreement'
+    out, rc = run_tool('analysis/sequence', DEMO_SEG, ckpt, '--frames',
+                       tmp_path / 'none', ok=False)
+    assert rc == 1 and 'no such folder or video file' in out

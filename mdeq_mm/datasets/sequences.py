@@ -8,6 +8,7 @@ with consecutive frame numbers, the 20th of which has its annotation in
 ``gtFine/{split}/<city>/<city>_<seq>_<frame>_gtFine_*.png``.
 """
 import glob
+import os
 import os.path as osp
 import re
 from collections import defaultdict
@@ -30,7 +31,8 @@ class Snippet:
 
     Attributes:
         name (str): ``<city>_<seq>`` and the first frame number.
-        frames (list[str]): image files in frame order.
+        frames (list[str | ndarray]): image files (or BGR arrays) in
+            frame order.
         annotated (list[int]): indices into ``frames`` of the frames with a
             ``gtFine`` annotation.
         labels (list[str]): their label files (train ids if converted, else
@@ -105,3 +107,38 @@ def read_train_ids(path: str) -> np.ndarray:
 
 
 __all__ = ['Snippet', 'cityscapes_sequences', 'read_train_ids']
+
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif', '.tiff')
+
+
+def frames_snippet(path: str) -> Snippet:
+    """Any video as one unannotated snippet: a folder of images (in natural
+    name order: frame_2 before frame_10) or a video file OpenCV reads
+    (its frames as BGR arrays)."""
+    if osp.isdir(path):
+        def key(name):
+            return [int(t) if t.isdigit() else t
+                    for t in re.split(r'(\d+)', name)]
+
+        frames = sorted((osp.join(path, n) for n in os.listdir(path)
+                         if n.lower().endswith(IMAGE_SUFFIXES)),
+                        key=lambda p: key(osp.basename(p)))
+    elif osp.isfile(path):
+        import cv2
+        cap = cv2.VideoCapture(path)
+        frames = []
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames.append(frame)
+        cap.release()
+    else:
+        raise FileNotFoundError(f'{path}: no such folder or video file')
+    if not frames:
+        raise ValueError(f'{path}: no frames (a folder of '
+                         f'{"/".join(IMAGE_SUFFIXES)} images, or a video '
+                         'file OpenCV can read)')
+    return Snippet(name=osp.basename(osp.normpath(path)), frames=frames,
+                   annotated=[], labels=[])

@@ -1,29 +1,33 @@
 # Copyright (c) mdeq_mm authors. All rights reserved.
-"""Video inference with warm starts: cold vs warm on Cityscapes snippets.
+"""Video inference with warm starts: cold vs warm on Cityscapes snippets
+or any video.
 
-Segments every snippet of ``DATA_ROOT/leftImg8bit_sequence/<split>`` frame
-by frame, each solve from z = 0 (cold) or from the previous frame's fixed
+Segments every snippet of ``DATA_ROOT/leftImg8bit_sequence/<split>`` (or
+the frames of ``--frames``: a folder of images or a video file) frame by
+frame, each solve from z = 0 (cold) or from the previous frame's fixed
 point (warm, :func:`mdeq_mm.apis.segment_sequence`), with the same solver,
 in one of two protocols:
 
 * to tolerance (default): every solve stops at relative residual ``--tol``
   (at most ``--budget`` evaluations); reports f evaluations per frame, the
   residual reached, seconds per frame and the mIoU on the annotated frames
-  (the 20th of each snippet in the download);
+  (the 20th of each snippet in the download; none with ``--frames``);
 * fixed budgets (``--budgets 1 2 4 8``): every frame gets exactly b f
   evaluations, for each b, cold and warm (a warm start carries the solve
   on from frame to frame, as streaming DEQs do). Reports the mIoU and the
   pixel agreement with the reference (cold at the largest budget) on
   every frame, and for each start the fewest evaluations per frame at
   equal mIoU: the smallest b from which on every budget's mIoU is within
-  ``--miou-margin`` of the reference's.
+  ``--miou-margin`` of the reference's. Without annotations
+  (``--frames``) there is no mIoU: the agreement is reported and plotted.
 
 Table, JSON and PNG; the evaluation itself is :mod:`mdeq_mm.video`.
 
 Usage:
-    python tools/analysis/sequence.py CONFIG CHECKPOINT --data-root DIR
-        [--split val] [--tol 1e-3] [--budget 28] [--budgets B ...]
-        [--miou-margin 1] [--out sequence.png] [--cfg-options k=v ...]
+    python tools/analysis/sequence.py CONFIG CHECKPOINT
+        (--data-root DIR [--split val] | --frames FOLDER_OR_VIDEO)
+        [--tol 1e-3] [--budget 28] [--budgets B ...] [--miou-margin 1]
+        [--out sequence.png] [--cfg-options k=v ...]
 """
 import argparse
 
@@ -64,9 +68,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config')
     parser.add_argument('checkpoint')
-    parser.add_argument('--data-root', required=True,
-                        help='folder holding leftImg8bit_sequence/ and '
-                        'gtFine/')
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument('--data-root', help='folder holding '
+                      'leftImg8bit_sequence/ and gtFine/ (Cityscapes)')
+    data.add_argument('--frames', help='any video: a folder of frames or '
+                      'a video file (no labels: no mIoU)')
     parser.add_argument('--split', default='val')
     parser.add_argument('--tol', type=float, default=1e-3,
                         help='relative residual at which a solve stops')
@@ -82,11 +88,15 @@ def main(argv=None):
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
     from mdeq_mm.apis import init_model, set_solver
-    from mdeq_mm.datasets import cityscapes_sequences
+    from mdeq_mm.datasets import cityscapes_sequences, frames_snippet
     from mdeq_mm.report import save_results
     from mdeq_mm.video import (compare_starts, equal_miou_budgets,
                                plot_rows, sweep_budgets)
-    snippets = cityscapes_sequences(args.data_root, args.split)
+    try:
+        snippets = [frames_snippet(args.frames)] if args.frames else \
+            cityscapes_sequences(args.data_root, args.split)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f'error: {e}')
     model = init_model(args.config, args.checkpoint,
                        cfg_options=args.cfg_options)
     set_solver(model, budget=args.budget, tol=args.tol,
