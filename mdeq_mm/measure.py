@@ -1,6 +1,6 @@
 # Copyright (c) mdeq_mm authors. All rights reserved.
-"""Time, peak memory and f evaluations of any model's training step or
-inference.
+"""Time, peak memory, f evaluations and FLOPs of any model's training step
+or inference.
 
 On CUDA the peak is torch's ``max_memory_allocated`` and times come from
 CUDA events. On CPU the peak is the process's peak resident set size
@@ -17,9 +17,10 @@ Typical use::
 """
 import multiprocessing as mp
 import time
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import torch
+from torch import Tensor, nn
 
 
 def _proc_status(key: str) -> int:
@@ -209,6 +210,99 @@ def measure_config(model, kind: str, repeat: int = 1,
     return measure(model, kind, x, samples, device, repeat, mean_of)
 
 
+def _layer_cost(module: nn.Module, inputs, output) -> Tuple[int, int]:
+    """(MACs, other FLOPs) of one call of a leaf layer (see
+    :func:`count_flops`)."""
+    from mdeq_mm.models.layers import WeightNormConv2d
+    x = inputs[0] if inputs else None
+    if isinstance(module, WeightNormConv2d):
+        c_out, c_in, kh, kw = module.weight_v.shape
+        return output.numel() * c_in * kh * kw, 0
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return output.numel() * module.in_channels // module.groups * \
+            kh * kw, 0
+    if isinstance(module, nn.Linear):
+        return output.numel() * module.in_features, 0
+    if isinstance(module, (nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d)):
+        affine = getattr(module, 'affine', None)
+        if affine is None:  # LayerNorm
+            affine = module.elementwise_affine
+        return 0, x.numel() * (4 + 2 * bool(affine))
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        batch_stats = module.training or not module.track_running_stats
+        return 0, x.numel() * ((4 if batch_stats else 2) +
+                               2 * bool(module.affine))
+    if isinstance(module, (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU,
+                           nn.SiLU, nn.Sigmoid, nn.Hardswish)):
+        return 0, x.numel()
+    return 0, 0
+
+
+COUNTED = 'convolutions, linear layers, normalisations, activations'
+
+
+def count_flops(model: nn.Module, inputs: Tensor) -> Dict[str, Any]:
+    """Count the FLOPs of one inference forward of ``model`` on ``inputs``
+    (batch 1 for per-image figures), and of one f evaluation of each MDEQ
+    in it, with forward hooks on the leaf layers:
+
+    * convolutions (nn.Conv2d, the weight-normed convs) and linear layers:
+      multiply-accumulates (MACs), one per weight and output element, 2
+      FLOPs each;
+    * normalisations: per input element 4 FLOPs with batch statistics
+      (GroupNorm, LayerNorm, InstanceNorm, BatchNorm in training: mean,
+      variance, subtract, divide) or 2 with running statistics (BatchNorm
+      in evaluation), plus 2 when affine;
+    * activations (ReLU and the like): 1 per element.
+
+    Element-wise tensor arithmetic outside layers (residual sums,
+    resizing) and the solver's own arithmetic are not counted.
+
+    Returns:
+        dict: ``params``; ``macs`` and ``flops`` of the whole forward;
+        ``f_macs`` / ``f_flops`` of one f evaluation (summed over the
+        MDEQs), ``f_calls`` (f evaluations in this forward) and
+        ``outside_flops`` (everything but f), so that the FLOPs at a budget
+        of b evaluations are ``outside_flops + b * f_flops``.
+    """
+    from mdeq_mm.apis import find_mdeqs
+    layers = {id(m) for mdeq in find_mdeqs(model)
+              for m in mdeq.deq_layer.modules()}
+    totals = dict(macs=0, other=0, f_macs=0, f_other=0)
+    calls = [0]
+
+    def hook(module, inputs, output):
+        macs, other = _layer_cost(module, inputs, output)
+        totals['macs'] += macs
+        totals['other'] += other
+        if id(module) in layers:
+            totals['f_macs'] += macs
+            totals['f_other'] += other
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if not list(m.children())]
+    handles += [mdeq.deq_layer.register_forward_hook(
+        lambda *_: calls.__setitem__(0, calls[0] + 1))
+        for mdeq in find_mdeqs(model)]
+    try:
+        with torch.no_grad():
+            if hasattr(model, 'data_preprocessor'):  # an OpenMMLab model
+                model(inputs, mode='tensor')
+            else:
+                model(inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    n = max(calls[0], 1)
+    flops = 2 * totals['macs'] + totals['other']
+    f_flops = (2 * totals['f_macs'] + totals['f_other']) / n
+    return dict(params=sum(p.numel() for p in model.parameters()),
+                macs=totals['macs'], flops=flops,
+                f_macs=totals['f_macs'] / n, f_flops=f_flops,
+                f_calls=calls[0], outside_flops=flops - calls[0] * f_flops)
+
+
 __all__ = ['PeakMemory', 'peak_memory_bytes', 'timed', 'run_isolated',
            'random_batch', 'make_step', 'measure', 'measure_random',
-           'measure_config']
+           'measure_config', 'count_flops']

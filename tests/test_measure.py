@@ -1,0 +1,56 @@
+# Copyright (c) mdeq_mm authors. All rights reserved.
+"""FLOP counts against a count by hand."""
+import torch
+
+from mdeq_mm.measure import count_flops
+from mdeq_mm.models import MDEQ
+
+
+def test_one_f_evaluation_of_the_tiny_arch_counts_as_by_hand():
+    """MDEQ 'tiny' (2 branches of 24 channels, 1 block each, expansion 5,
+    GroupNorm everywhere, no stem downsampling) on a 32x32 input: branch 0
+    at 32x32, branch 1 at 16x16. Per block: 3x3 convs c -> 5c -> c and
+    GroupNorms on 5c, c, c (6 FLOPs per element: statistics and affine),
+    one ReLU module on 5c; fusion: 1x1 conv + GroupNorm up, 3x3 stride-2
+    conv + GroupNorm down (both at 16x16); per branch after fusion: ReLU,
+    1x1 conv, GroupNorm."""
+    c, h = 24, 120
+    pixels = (32 * 32, 16 * 16)
+    macs = sum(p * (h * c * 9 + c * h * 9) for p in pixels)  # blocks
+    macs += pixels[1] * c * c + pixels[1] * c * c * 9  # up and down fusion
+    macs += sum(p * c * c for p in pixels)  # post-fusion 1x1 convs
+    other = sum(p * (6 * h + h + 6 * c + 6 * c) for p in pixels)
+    other += 2 * 6 * pixels[1] * c  # the fusion GroupNorms
+    other += sum(p * (c + 6 * c) for p in pixels)  # post ReLU, GroupNorm
+    model = MDEQ('tiny', eval_solver_cfg=dict(max_iter=6, tol=0.)).eval()
+    r = count_flops(model, torch.randn(1, 3, 32, 32))
+    assert r['f_macs'] == macs == 68_567_040
+    assert r['f_flops'] == 2 * macs + other
+    assert r['f_calls'] == 7  # max_iter 6: 7 evaluations, no early stop
+    # the stem: 3x3 convs 3 -> 24 -> 24 at 32x32, each with BatchNorm
+    # (evaluation: 4 FLOPs per element) and a ReLU module
+    stem_macs = pixels[0] * (24 * 3 * 9 + 24 * 24 * 9)
+    stem_other = 2 * pixels[0] * 24 * (4 + 1)
+    assert r['outside_flops'] == 2 * stem_macs + stem_other
+    assert r['flops'] == r['outside_flops'] + 7 * r['f_flops']
+    assert r['params'] == sum(p.numel() for p in model.parameters())
+    # twice the input, four times the FLOPs of f
+    r2 = count_flops(model, torch.randn(1, 3, 64, 64))
+    assert r2['f_flops'] == 4 * r['f_flops']
+
+
+def test_flops_tool_on_a_config():
+    """tools/analysis/get_flops.py: the parts it prints add up to the
+    count of a full solve at the config's budget."""
+    from mdeq_mm.apis import init_model
+    from tests.helpers import run_tool
+    config = 'configs/demo/mdeq-demo_seg.py'
+    out = run_tool('analysis/get_flops', config, '--shape', '64', '128',
+                   '--budgets', '2')
+    model = init_model(config)  # its evaluation budget: 9 evaluations
+    r = count_flops(model, torch.randn(1, 3, 64, 128))
+    assert r['f_calls'] == 9
+    assert f"| 9 | {r['flops'] / 1e9:.2f} |" in out
+    two = r['outside_flops'] + 2 * r['f_flops']
+    assert f'| 2 | {two / 1e9:.2f} |' in out
+    assert f"{r['params'] / 1e6:.2f} M parameters" in out
