@@ -57,8 +57,8 @@ def test_config_parses_and_builds(path):
     expected = PARAMS.get(osp.basename(path))
     if expected is not None:
         assert sum(p.numel() for p in model.parameters()) == expected
-    if 'from-hr18' in path or 'unrolled-' in path:
-        return  # the bare HRNet swap; the no-solver ablations
+    if 'from-hr18' in path or 'unrolled-' in path or '/swap/' in path:
+        return  # stock configs swapped bare; the no-solver ablations
     hooks = [h['type'] for h in cfg.get('custom_hooks', [])]
     assert 'DEQWarmupHook' in hooks and 'DEQTelemetryHook' in hooks
 
