@@ -54,3 +54,30 @@ def test_flops_tool_on_a_config():
     two = r['outside_flops'] + 2 * r['f_flops']
     assert f'| 2 | {two / 1e9:.2f} |' in out
     assert f"{r['params'] / 1e6:.2f} M parameters" in out
+
+
+def test_speed_tool_on_a_config(tmp_path):
+    """tools/analysis/speed.py: inference at a fixed budget runs exactly
+    that many f evaluations; a training step reports the backward solve;
+    a model without an MDEQ has no solver figures."""
+    import json
+
+    from tests.helpers import run_tool
+    config = 'configs/demo/mdeq-demo_seg.py'
+    out = run_tool('analysis/speed', config, '--shape', '64', '128',
+                   '--repeat', '2', '--budget', '5', '--device', 'cpu',
+                   '--out', tmp_path / 'infer.json')
+    r = json.load(open(tmp_path / 'infer.json'))
+    assert r['kind'] == 'infer' and r['nfev_fwd'] == 5
+    assert r['latency_s'] > 0 and r['images_per_s'] == 1 / r['latency_s']
+    assert 'f evaluations forward 5.0' in out
+    run_tool('analysis/speed', config, '--shape', '64', '128', '--repeat',
+             '2', '--train', '--batch', '2', '--device', 'cpu', '--out',
+             tmp_path / 'train.json')
+    r = json.load(open(tmp_path / 'train.json'))
+    assert r['kind'] == 'train' and r['nfev_bwd'] >= 1
+    assert r['images_per_s'] == 2 / r['latency_s']
+    out = run_tool('analysis/speed', 'configs/speed/hrnet-w18.py',
+                   '--shape', '64', '128', '--repeat', '2', '--device',
+                   'cpu')
+    assert 'images/s' in out and 'f evaluations' not in out
