@@ -457,3 +457,81 @@ def write_cityscapes_sequence(root: str,
             if t in annotated:
                 write_gtfine(root, split, city, name, ids)
     return root
+
+
+# the street scenes' classes in the other datasets' label values: ADE20K's
+# annotations count from 1 (0 is "other"), VOC's 0 is the background
+ADE20K_IDS = {ROAD: 7, BUILDING: 2, VEGETATION: 5, SKY: 3, PERSON: 13, CAR: 21}
+VOC_IDS = {PERSON: 15, CAR: 7}
+
+
+def _relabel(lab: np.ndarray, table: dict, rest: int) -> np.ndarray:
+    out = np.full(lab.shape, rest, np.uint8)
+    for train_id, value in table.items():
+        out[lab == train_id] = value
+    return out
+
+
+def write_ade20k(root: str, n_train: int = 8, n_val: int = 4,
+                 size: Tuple[int, int] = (64, 128), seed: int = 0) -> str:
+    """Street scenes under ``root`` as ADEChallengeData2016 holds them:
+    ``images/{training,validation}/ADE_{train,val}_<8 digits>.jpg`` and
+    ``annotations/...png`` with the 150 classes as 1 to 150 and 0 for
+    "other" (here the void regions), which mmseg's ``reduce_zero_label``
+    turns into the ignore label; returns ``root``."""
+    rng = np.random.default_rng(seed)
+    for split, tag, n in (('training', 'train', n_train),
+                          ('validation', 'val', n_val)):
+        for folder in ('images', 'annotations'):
+            os.makedirs(osp.join(root, folder, split), exist_ok=True)
+        for i in range(n):
+            img, lab = make_frame(rng, size)
+            name = f'ADE_{tag}_{i + 1:08d}'
+            cv2.imwrite(osp.join(root, 'images', split, name + '.jpg'), img,
+                        [cv2.IMWRITE_JPEG_QUALITY, 95])
+            cv2.imwrite(osp.join(root, 'annotations', split, name + '.png'),
+                        _relabel(lab, ADE20K_IDS, 0))
+    return root
+
+
+def write_voc(root: str, n_train: int = 8, n_val: int = 4, n_aug: int = 8,
+              size: Tuple[int, int] = (64, 128), seed: int = 0) -> str:
+    """Street scenes under ``root`` (a ``VOCdevkit/VOC2012`` folder) as
+    PASCAL VOC 2012 with the SBD augmentation holds them:
+    ``JPEGImages/*.jpg``; ``SegmentationClass/*.png``, palette PNGs with 0
+    for the background, 1 to 20 for the classes and 255 on object
+    boundaries and void; ``SegmentationClassAug/*.png``, plain index PNGs
+    of every image (as the usual SBD conversion writes them);
+    ``ImageSets/Segmentation/{train,val,aug}.txt``; returns ``root``."""
+    from mmseg.datasets import PascalVOCDataset
+    rng = np.random.default_rng(seed)
+    palette = [v for rgb in PascalVOCDataset.METAINFO['palette']
+               for v in rgb]
+    for folder in ('JPEGImages', 'SegmentationClass', 'SegmentationClassAug',
+                   'ImageSets/Segmentation'):
+        os.makedirs(osp.join(root, folder), exist_ok=True)
+    names = {'train': [], 'val': [], 'aug': []}
+    for split, n in (('train', n_train), ('val', n_val), ('aug', n_aug)):
+        for i in range(n):
+            name = f'2012_{split}{i:06d}'
+            img, lab = make_frame(rng, size)
+            ids = _relabel(lab, VOC_IDS, 0)
+            ids[lab == 255] = 255
+            cv2.imwrite(osp.join(root, 'JPEGImages', name + '.jpg'), img,
+                        [cv2.IMWRITE_JPEG_QUALITY, 95])
+            cv2.imwrite(osp.join(root, 'SegmentationClassAug', name + '.png'),
+                        ids)
+            if split != 'aug':  # boundaries of the objects: 255
+                edge = cv2.morphologyEx(ids, cv2.MORPH_GRADIENT,
+                                        np.ones((3, 3), np.uint8)) > 0
+                voc = np.where(edge & (ids > 0), 255, ids).astype(np.uint8)
+                png = Image.fromarray(voc, mode='P')
+                png.putpalette(palette)
+                png.save(osp.join(root, 'SegmentationClass', name + '.png'))
+            names[split].append(name)
+    names['aug'] += names['train']
+    for split, stems in names.items():
+        with open(osp.join(root, 'ImageSets/Segmentation', split + '.txt'),
+                  'w') as f:
+            f.write('\n'.join(stems) + '\n')
+    return root

@@ -84,25 +84,31 @@ def case(path):
     tele = _hook(cfg, 'DEQTelemetryHook')
     if tele is not None:
         opts += [f'custom_hooks.{tele}.interval=1']
-    if typ == 'CityscapesDataset':
-        kind = 'cityscapes'
-        features.add('void labels')
-        pipe = ds.pipeline
+    if typ in ('CityscapesDataset', 'ADE20KDataset', 'ConcatDataset'):
+        kind = {'CityscapesDataset': 'cityscapes', 'ADE20KDataset': 'ade20k',
+                'ConcatDataset': 'voc'}[typ]
+        features.add({'cityscapes': 'void labels',
+                      'ade20k': 'label 0 is "other" (reduce_zero_label)',
+                      'voc': 'VOC + SBD aug sets, palette PNGs, boundaries'
+                      }[kind])
+        # the training datasets (VOC: VOC 2012 and the SBD aug set)
+        trains = ['train_dataloader.dataset'] if kind != 'voc' else [
+            f'train_dataloader.dataset.datasets.{k}'
+            for k in range(len(ds.datasets))]
+        pipe = ds.pipeline if kind != 'voc' else ds.datasets[0].pipeline
         resize = _index(pipe, 'RandomResize')
         if resize is not None:
             pad = CONFIGS.index(path) % 2 == 0
             ratio = PAD_RATIO if pad else CROP_RATIO
             features.add('crop > image (padding)' if pad else
                          'crop < image')
-            opts += [
-                f'train_dataloader.dataset.pipeline.{resize}.scale={SCALE}',
-                f'train_dataloader.dataset.pipeline.{resize}.ratio_range='
-                f'{ratio}'
-            ]
-            crop = _index(pipe, 'RandomCrop')
-            opts += [
-                f'train_dataloader.dataset.pipeline.{crop}.crop_size={CROP}'
-            ]
+            crop, padding = _index(pipe, 'RandomCrop'), _index(pipe, 'Pad')
+            for train in trains:
+                opts += [f'{train}.pipeline.{resize}.scale={SCALE}',
+                         f'{train}.pipeline.{resize}.ratio_range={ratio}',
+                         f'{train}.pipeline.{crop}.crop_size={CROP}']
+                if padding is not None:
+                    opts += [f'{train}.pipeline.{padding}.size={CROP}']
         if cfg.model.data_preprocessor.get('size') is not None:
             opts += [f'model.data_preprocessor.size={CROP}']
         for name in ('val_dataloader', 'test_dataloader'):
@@ -138,9 +144,26 @@ def case(path):
 
 
 @pytest.fixture(scope='module')
-def roots(cityscapes, imagenet, imagenet_folders, cifar10):
+def roots(cityscapes, imagenet, imagenet_folders, cifar10, tmp_path_factory):
+    from mdeq_mm.datasets.demo_data import write_ade20k, write_voc
+    root = tmp_path_factory.mktemp('seg_layouts')
     return dict(cityscapes=cityscapes, imagenet=imagenet,
-                imagenet_folders=imagenet_folders, cifar10=cifar10)
+                imagenet_folders=imagenet_folders, cifar10=cifar10,
+                ade20k=write_ade20k(str(root / 'ADEChallengeData2016'),
+                                    n_train=4, n_val=2),
+                voc=write_voc(str(root / 'VOCdevkit' / 'VOC2012'),
+                              n_train=4, n_val=2, n_aug=2))
+
+
+def root_keys(path):
+    """The data_root options of a config's datasets."""
+    cfg = Config.fromfile(osp.join(ROOT, path))
+    train = cfg.train_dataloader.dataset
+    keys = [f'{n}.dataset.data_root' for n in LOADERS[1:]]
+    if train.type == 'ConcatDataset':
+        return keys + [f'train_dataloader.dataset.datasets.{k}.data_root'
+                       for k in range(len(train.datasets))]
+    return keys + ['train_dataloader.dataset.data_root']
 
 
 @pytest.fixture(scope='module')
@@ -152,8 +175,7 @@ def trained(roots, tmp_path_factory):
         if path in runs:
             return runs[path][:3]
         kind, _, opts = case(path)
-        opts = opts + [f'{n}.dataset.data_root={roots[kind]}'
-                       for n in LOADERS]
+        opts = opts + [f'{key}={roots[kind]}' for key in root_keys(path)]
         if path in PRETRAINED:
             _, ckpt, _ = train(PRETRAINED[path])
             opts.append(f'model.backbone.init_cfg.checkpoint={ckpt}')
@@ -169,7 +191,8 @@ def trained(roots, tmp_path_factory):
     return train
 
 
-METRIC = {'cityscapes': 'mIoU:', 'imagenet': 'accuracy/top1:',
+METRIC = {'cityscapes': 'mIoU:', 'ade20k': 'mIoU:', 'voc': 'mIoU:',
+          'imagenet': 'accuracy/top1:',
           'imagenet_folders': 'accuracy/top1:', 'cifar10': 'accuracy/top1:'}
 
 
@@ -203,6 +226,8 @@ def test_matrix_covers_the_real_data_cases():
         'crop < image', 'test size not a multiple of 32',
         'flat val + meta/val.txt', 'val in class folders',
         'grayscale / CMYK / PNG-named-JPEG images',
-        'unrolled warm-up, then implicit', 'CIFAR-10 pickle batches'
+        'unrolled warm-up, then implicit', 'CIFAR-10 pickle batches',
+        'label 0 is "other" (reduce_zero_label)',
+        'VOC + SBD aug sets, palette PNGs, boundaries'
     }, covered
     assert len(CONFIGS) >= 25
