@@ -21,6 +21,7 @@
 """
 import collections
 import math
+import os
 import os.path as osp
 import signal
 import threading
@@ -150,15 +151,30 @@ class GracefulStopHook(Hook):
         self.signals = [getattr(signal, s) for s in signals]
         self.requested = 0
         self._previous = {}
+        self._pid = os.getpid()
         self.start_iter: Optional[int] = None  # where this process began
 
     def _handle(self, signum, frame) -> None:
+        if os.getpid() != self._pid:
+            # a process forked during training (a data loader or pool
+            # worker) inherited this handler: the signal does there what
+            # it did before the run (by default, end the process)
+            previous = self._previous.get(signum)
+            if previous is None:  # (a handler not set from Python)
+                previous = signal.SIG_DFL
+            signal.signal(signum, previous)
+            if callable(previous):
+                previous(signum, frame)
+            elif previous == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
+            return
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = signum
 
     def before_train(self, runner) -> None:
         self.start_iter = runner.iter
+        self._pid = os.getpid()
         if threading.current_thread() is not threading.main_thread():
             runner.logger.warning('GracefulStopHook: not in the main thread; '
                                   'signals are not handled')
@@ -181,6 +197,7 @@ class GracefulStopHook(Hook):
         msg = (f'{name}: training stopped after iteration {runner.iter + 1}'
                f'; saved {path}. Resume with: {cmd}')
         runner.logger.warning(msg)
+        self._restore()  # (mmengine calls no hook after an exception)
         raise TrainingInterrupted(msg, signum, path)
 
     def after_train(self, runner) -> None:

@@ -180,3 +180,29 @@ def test_atomic_writes_follow_the_umask(tmp_path, umask):
     mode = os.stat(tmp_path / 'a.pth').st_mode & 0o777
     assert mode == 0o666 & ~umask == os.stat(tmp_path / 'b.pth').st_mode & \
         0o777
+
+
+def test_a_process_forked_after_a_failed_run_still_ends_on_sigterm(
+        tmp_path):
+    """A run that ends with an exception calls no hook after it, so its
+    signal handlers stay installed; a process forked later (a pool or data
+    loader worker) must still end on SIGTERM (a pool's terminate() waits
+    for that)."""
+    import multiprocessing
+    import signal
+    import time
+    net = PoisonedNet(nan_iters=range(1, 100))
+    runner, _ = guarded_runner(tmp_path, net, 5, max_consecutive=1)
+    with pytest.raises(TrainingDiverged):
+        runner.train()
+    child = multiprocessing.get_context('fork').Process(
+        target=time.sleep, args=(60, ))
+    child.start()
+    time.sleep(0.5)
+    child.terminate()  # SIGTERM
+    child.join(20)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+        child.join()
+    assert not alive and child.exitcode == -signal.SIGTERM
