@@ -79,10 +79,26 @@ def _segment(model, snippet, warm):
     return out, time.perf_counter() - start
 
 
-def compare_starts(model, snippets, num_classes: int = 19) -> List[Dict]:
+def _progress(total: int, show: bool):
+    """An mmengine progress bar over ``total`` steps (a no-op unless
+    ``show``)."""
+    from mmengine.utils import ProgressBar
+
+    class _Silent:
+
+        def update(self):
+            pass
+
+    return ProgressBar(total) if show else _Silent()
+
+
+def compare_starts(model, snippets, num_classes: int = 19,
+                   progress: bool = False) -> List[Dict]:
     """Cold and warm passes over ``snippets`` with the model's solver
-    settings: one result dict each (to tolerance)."""
+    settings: one result dict each (to tolerance); ``progress`` shows a
+    progress bar over the snippet passes."""
     rows = []
+    bar = _progress(2 * len(snippets), progress)
     for warm in (False, True):
         tally, trace = VideoTally(num_classes), []
         for snip in snippets:
@@ -90,17 +106,21 @@ def compare_starts(model, snippets, num_classes: int = 19) -> List[Dict]:
             tally.add(snip, out, [read_train_ids(p) for p in snip.labels],
                       seconds)
             trace = trace or [o['nfev'] for o in out]
+            bar.update()
         rows.append(tally.row(start='warm' if warm else 'cold',
                               nfev_trace=trace))
     return rows
 
 
 def sweep_budgets(model, snippets, budgets: Sequence[int],
-                  num_classes: int = 19) -> List[Dict]:
+                  num_classes: int = 19, progress: bool = False
+                  ) -> List[Dict]:
     """Cold and warm passes at each fixed budget (tol 0: exactly b f
     evaluations per frame); one result dict per (start, budget), with the
-    agreement with the reference, cold at the largest budget."""
+    agreement with the reference, cold at the largest budget; ``progress``
+    shows a progress bar over the passes."""
     budgets = sorted(set(budgets), reverse=True)  # the reference first
+    bar = _progress(2 * len(budgets) * len(snippets), progress)
     tallies = {(w, b): VideoTally(num_classes)
                for b in budgets for w in (False, True)}
     for snip in snippets:
@@ -112,6 +132,7 @@ def sweep_budgets(model, snippets, budgets: Sequence[int],
                 out, seconds = _segment(model, snip, warm)
                 ref = ref or [o['pred'] for o in out]
                 tallies[warm, b].add(snip, out, labels, seconds, ref)
+                bar.update()
     return [t.row(start='warm' if w else 'cold', budget=b)
             for (w, b), t in sorted(tallies.items(), key=lambda x: x[0][1])]
 

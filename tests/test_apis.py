@@ -395,6 +395,7 @@ def test_sequence_tool_on_any_video_plots_only_what_it_measured(
         assert all(r['mIoU'] is None and r['annotated'] == 0
                    for r in result['rows'])
         assert result['equal_mIoU'] is None and 'equal mIoU' not in out
+        assert '4/4' in out  # the progress bar: 2 budgets x cold, warm
     assert plot_rows(result['rows'], str(tmp_path / 'p.png')) == \
         'agreement'
     out, rc = run_tool('analysis/sequence', DEMO_SEG, ckpt, '--frames',

@@ -102,12 +102,12 @@ def main(argv=None):
     set_solver(model, budget=args.budget, tol=args.tol,
                options=dict(stop_mode='rel'))
     if args.budgets:
-        rows = sweep_budgets(model, snippets, args.budgets)
+        rows = sweep_budgets(model, snippets, args.budgets, progress=True)
         summary = equal_miou_budgets(rows, args.miou_margin)
         print_sweep(rows, summary)
         result = dict(rows=rows, equal_mIoU=summary)
     else:
-        result = rows = compare_starts(model, snippets)
+        result = rows = compare_starts(model, snippets, progress=True)
         print_table(rows)
     json_path = save_results(result, args.out,
                              lambda _, png: plot_rows(rows, png))
