@@ -34,7 +34,9 @@ class DEQWarmupHook(Hook):
                     is_int(warmup_iters, 0), 'an int >= 0')
         self.warmup_iters = warmup_iters
 
-    def before_train(self, runner) -> None:
+    def before_run(self, runner) -> None:
+        # before every hook's before_train, so that they all read the
+        # length from the backbone
         find_mdeq(runner.model).warmup_iters = self.warmup_iters
 
     def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
@@ -56,8 +58,8 @@ class DEQJacobianScheduleHook(Hook):
       ``increment_every`` iterations since the warm-up ended (None: never);
     * from ``stop_iter`` on: 0 (no Jacobian loss is computed).
 
-    The warm-up length is read from :class:`DEQWarmupHook` when one is
-    registered.
+    The warm-up length is the backbone's (``warmup_iters``, which a
+    :class:`DEQWarmupHook` sets).
 
     Args:
         warmup_weight (float | None): weight while training unrolled.
@@ -92,10 +94,7 @@ class DEQJacobianScheduleHook(Hook):
             raise ValueError('DEQJacobianScheduleHook needs the backbone '
                              "built with jac_loss=dict(weight=...)")
         self.base = cfg['weight']
-        self.warmup_iters = next(
-            (h.warmup_iters for h in runner.hooks
-             if isinstance(h, DEQWarmupHook)),
-            find_mdeq(runner.model).effective_warmup())
+        self.warmup_iters = find_mdeq(runner.model).effective_warmup()
 
     def weight(self, it: int) -> float:
         if self.stop_iter is not None and it >= self.stop_iter:
