@@ -52,6 +52,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if not 0 <= args.opacity <= 1:
         parser.error(f'--opacity must be in [0, 1], got {args.opacity}')
+    if args.compare_cold < 0:
+        parser.error(f'--compare-cold must be >= 0, got {args.compare_cold}')
     if not (args.out or args.show):
         parser.error('nothing to do: give --out and/or --show')
     return args
