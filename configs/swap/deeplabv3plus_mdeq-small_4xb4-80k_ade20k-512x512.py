@@ -1,12 +1,13 @@
-# mmseg's DeepLabV3+ (dilated ResNet-50) on ADE20K with MDEQ-Small as the
-# backbone: the ASPP at stride 8 as in the base, the low-level input at
-# stride 4 (see the Cityscapes config in this folder).
+# mmseg's DeepLabV3+ (dilated ResNet-50, output stride 8) on ADE20K with MDEQ-
+# Small as the backbone: swap_backbone rewires each head to read MDEQ's output
+# at the stride it read the old backbone's, and clears the old pretrained
+# weights. The ASPP and the auxiliary FCN read stride 8, as on ResNet-D8
+# (MDEQ's 64-channel output); the decoder's low-level input is the stride-4
+# one.
 _base_ = [
     'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-80k_ade20k-512x512.py'
 ]
 custom_imports = dict(imports=['mdeq_mm'], allow_failed_imports=False)
-model = dict(
-    pretrained=None,
-    backbone=dict(_delete_=True, type='MDEQ', arch='small'),
-    decode_head=dict(in_channels=64, in_index=1, c1_in_channels=32),
-    auxiliary_head=dict(in_channels=128, in_index=2))
+from mdeq_mm.models import swap_backbone  # noqa: E402
+
+model = swap_backbone(_base_.model, arch='small')  # noqa: F821

@@ -1,10 +1,10 @@
-# mmseg's PSPNet (dilated ResNet-50, output stride 8) with MDEQ-Small as the
-# backbone: the pyramid pooling at stride 8 as in the base config (MDEQ's
-# second output, 64 channels), the auxiliary FCN on the stride-16 output.
+# mmseg's PSPNet (dilated ResNet-50, output stride 8) on Cityscapes with MDEQ-
+# Small as the backbone: swap_backbone rewires each head to read MDEQ's output
+# at the stride it read the old backbone's, and clears the old pretrained
+# weights. The pyramid pooling and the auxiliary FCN read stride 8, as on
+# ResNet-D8 (MDEQ's 64-channel output).
 _base_ = ['mmseg::pspnet/pspnet_r50-d8_4xb2-40k_cityscapes-512x1024.py']
 custom_imports = dict(imports=['mdeq_mm'], allow_failed_imports=False)
-model = dict(
-    pretrained=None,
-    backbone=dict(_delete_=True, type='MDEQ', arch='small'),
-    decode_head=dict(in_channels=64, in_index=1),
-    auxiliary_head=dict(in_channels=128, in_index=2))
+from mdeq_mm.models import swap_backbone  # noqa: E402
+
+model = swap_backbone(_base_.model, arch='small')  # noqa: F821

@@ -1,10 +1,11 @@
-# mmseg's SegFormer (MiT-B0) with MDEQ-Small as the backbone: the all-MLP
-# head takes MDEQ's four outputs (strides 4 to 32, as MiT's). _delete_
-# drops MiT's settings and its pretrained init_cfg.
+# mmseg's SegFormer (MiT-B0) on Cityscapes with MDEQ-Small as the backbone:
+# swap_backbone rewires each head to read MDEQ's output at the stride it read
+# the old backbone's, and clears the old pretrained weights. The all-MLP head
+# reads the four outputs (strides 4 to 32, as MiT's).
 _base_ = [
     'mmseg::segformer/segformer_mit-b0_8xb1-160k_cityscapes-1024x1024.py'
 ]
 custom_imports = dict(imports=['mdeq_mm'], allow_failed_imports=False)
-model = dict(
-    backbone=dict(_delete_=True, type='MDEQ', arch='small'),
-    decode_head=dict(in_channels=[32, 64, 128, 256]))
+from mdeq_mm.models import swap_backbone  # noqa: E402
+
+model = swap_backbone(_base_.model, arch='small')  # noqa: F821

@@ -4,13 +4,13 @@ imported when mmseg is installed, the classification parts when mmpretrain
 is."""
 import importlib.util
 
-from .backbones import MDEQ, MDEQOutput
+from .backbones import MDEQ, MDEQOutput, swap_backbone
 from .layers import MDEQLayer, VariationalDropout2d, WeightNormConv2d
 from .regularized import add_deq_losses
 
 __all__ = [
     'MDEQ', 'MDEQOutput', 'MDEQLayer', 'VariationalDropout2d',
-    'WeightNormConv2d', 'add_deq_losses'
+    'WeightNormConv2d', 'add_deq_losses', 'swap_backbone'
 ]
 
 if importlib.util.find_spec('mmseg') is not None:

@@ -2,6 +2,7 @@
 """The README's swap (mmseg's HRNet-W18 FCN config with MDEQ-Small as the
 backbone, no DEQ hook) trained by tools/train.py, scaled down by
 --cfg-options only: healthy without any hook."""
+import copy
 import glob
 import json
 import os.path as osp
@@ -71,3 +72,68 @@ def test_wrong_head_channels_stop_the_tools_in_one_line(cityscapes,
             'train_dataloader', 'val_dataloader')], ok=False)
     assert rc == 1 and 'Traceback' not in out, out[-2000:]
     assert 'model.pretrained=None' in out
+
+
+def _swapped(stock, **kwargs):
+    from mmengine.config import Config
+
+    from mdeq_mm.models import swap_backbone
+    from mdeq_mm.models.backbones.mdeq import check_head_channels
+    import mmseg
+    model = Config.fromfile(osp.join(osp.dirname(mmseg.__file__), '.mim',
+                                     'configs', stock)).model
+    out = swap_backbone(model, **kwargs)
+    # the independent check the tools run on every loaded config
+    merged = Config(dict(model=model))
+    merged.merge_from_dict(dict(model=copy.deepcopy(out)))
+    check_head_channels(merged.model)
+    return out
+
+
+@pytest.mark.parametrize('stock, decode, aux', [
+    # ResNet-D8 (stage strides 1, 2, 1, 1): outputs at strides 4, 8, 8, 8;
+    # the heads read index 3 and 2, both at stride 8 -> MDEQ's index 1
+    ('pspnet/pspnet_r50-d8_4xb2-40k_cityscapes-512x1024.py', (1, 64),
+     (1, 64)),
+    ('deeplabv3plus/deeplabv3plus_r50-d8_4xb4-80k_ade20k-512x512.py',
+     (1, 64), (1, 64)),
+    # ResNet-50 (strides 4, 8, 16, 32), as MDEQ's
+    ('upernet/upernet_r50_4xb4-20k_voc12aug-512x512.py',
+     ([0, 1, 2, 3], [32, 64, 128, 256]), (2, 128)),
+])
+def test_swap_backbone_reads_each_stride_where_the_old_backbone_did(
+        stock, decode, aux):
+    out = _swapped(stock)
+    assert out['pretrained'] is None and out['backbone'] == dict(
+        _delete_=True, type='MDEQ', arch='small')
+    head, aux_head = out['decode_head'], out['auxiliary_head']
+    assert (head['in_index'], head['in_channels']) == decode
+    assert (aux_head['in_index'], aux_head['in_channels']) == aux
+    if 'c1_in_channels' in head:  # DeepLabV3+'s low-level input: stride 4
+        assert head['c1_in_channels'] == 32
+
+
+def test_swap_backbone_keeps_the_concatenation_rule_of_hrnet_heads():
+    # HRNet's FCN: channels = the sum of its concatenated inputs (270)
+    out = _swapped('hrnet/fcn_hr18_4xb4-80k_ade20k-512x512.py',
+                   arch='large')
+    assert out['decode_head']['in_channels'] == [80, 160, 320, 640]
+    assert out['decode_head']['channels'] == 1200
+    assert out['decode_head']['num_classes'] == 150  # the rest kept
+    # OCRNet: a list of heads, each restated whole; OCRHead's own width
+    # (512) is not a sum and stays
+    fcn, ocr = _swapped(
+        'ocrnet/ocrnet_hr18_4xb4-20k_voc12aug-512x512.py')[
+            'decode_head']
+    assert fcn['type'] == 'FCNHead' and fcn['channels'] == 480
+    assert ocr['type'] == 'OCRHead' and ocr['channels'] == 512
+    assert ocr['in_channels'] == [32, 64, 128, 256]
+    assert fcn['num_classes'] == ocr['num_classes'] == 21
+
+
+def test_swap_backbone_names_a_stride_the_mdeq_does_not_have():
+    # MDEQ-Tiny (CIFAR) keeps the input's resolution: strides 1 and 2
+    with pytest.raises(ValueError, match=r'stride 4; the MDEQ has '
+                       r'strides \[1, 2\]'):
+        _swapped('upernet/upernet_r50_4xb4-80k_ade20k-512x512.py',
+                 arch='tiny')

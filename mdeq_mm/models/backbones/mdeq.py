@@ -4,6 +4,7 @@
 Registered as ``MDEQ`` in mmseg's and mmpretrain's MODELS (whichever are
 installed). Imports only torch, mmengine and mmcv.cnn.
 """
+import copy
 import math
 import warnings
 from collections import OrderedDict
@@ -173,6 +174,84 @@ def check_head_channels(model_cfg) -> None:
                         f'backbone ({arch_name(backbone)}): its outputs are '
                         f'{outputs}; with in_index={index} set '
                         f'{where}.{key}={expected}')
+
+
+def _output_strides(backbone_cfg, n: int) -> List[int]:
+    """The strides of a stock backbone's ``n`` outputs: a ResNet-style
+    ``strides`` (the stages' own, after the stride-4 stem) multiplied up,
+    dilated ones included (ResNet-D8: 4, 8, 8, 8); otherwise (HRNet, MiT,
+    Swin, ...) 4, 8, 16, 32."""
+    steps = backbone_cfg.get('strides')
+    if not steps or len(steps) != n:
+        return [2**(2 + i) for i in range(n)]
+    out, s = [], 4
+    for step in steps:
+        s *= step
+        out.append(s)
+    return out
+
+
+def swap_backbone(model_cfg, arch: Union[str, dict] = 'small',
+                  **backbone) -> dict:
+    """The ``model`` of a stock segmentor config with an MDEQ in place of
+    its backbone: each head reads the MDEQ output at the stride where it
+    read the old backbone's (``in_index`` and ``in_channels``; DeepLabV3+'s
+    ``c1_in_channels`` is the stride-4 output), and a head whose
+    ``channels`` were the sum of its concatenated inputs (HRNet's FCN)
+    keeps that rule. In a config::
+
+        _base_ = ['mmseg::upernet/upernet_r50_4xb4-80k_ade20k-512x512.py']
+        custom_imports = dict(imports=['mdeq_mm'])
+        from mdeq_mm.models.backbones.mdeq import swap_backbone  # noqa
+        model = swap_backbone(_base_.model, arch='small')
+
+    The heads are returned whole (a list of heads, as OCRNet's, cannot be
+    merged key by key); ``pretrained`` is cleared (it was the old
+    backbone's); ``backbone`` keys go to the MDEQ."""
+    arch_cfg = resolve_arch(arch)
+    channels = list(arch_cfg['num_channels'])
+    strides = [2**(arch_cfg['downsample_times'] + i)
+               for i in range(len(channels))]
+    old = model_cfg.get('backbone') or {}
+    n_old = max(len(old.get('strides') or ()), 4)
+    old_strides = _output_strides(old, n_old)
+
+    def at(index):
+        stride = old_strides[index]
+        if stride not in strides:
+            raise ValueError(f'the head reads the old backbone at stride '
+                             f'{stride}; the MDEQ has strides {strides}')
+        return strides.index(stride)
+
+    def rewire(head):
+        head = copy.deepcopy(dict(head))
+        given = head.get('in_channels')
+        if given is None:
+            return head
+        many = isinstance(given, (list, tuple))
+        index = head.get('in_index', list(range(len(given))) if many else -1)
+        if isinstance(index, (list, tuple)):
+            new_index = [at(i) for i in index]
+            new_channels = [channels[i] for i in new_index]
+            if head.get('channels') == sum(given):
+                head['channels'] = sum(new_channels)
+        else:
+            new_index = at(index)
+            new_channels = channels[new_index]
+        head['in_index'], head['in_channels'] = new_index, new_channels
+        if 'c1_in_channels' in head:
+            head['c1_in_channels'] = channels[0]
+        return head
+
+    out = dict(pretrained=None,
+               backbone=dict(_delete_=True, type='MDEQ', arch=arch,
+                             **backbone))
+    for name in ('decode_head', 'auxiliary_head'):
+        heads = model_cfg.get(name)
+        if heads:
+            out[name] = ([rewire(h) for h in heads]
+                         if isinstance(heads, list) else rewire(heads))
+    return out
 
 
 def arch_name(backbone_cfg) -> str:
@@ -655,4 +734,5 @@ class MDEQ(BaseModule):
 
 
 __all__ = ['MDEQ', 'MDEQOutput', 'ARCH_SETTINGS', 'resolve_arch',
+           'swap_backbone', 'check_head_channels',
            'WeightNormConv2d']
