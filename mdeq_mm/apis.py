@@ -332,6 +332,24 @@ def budget_curve(config: str, checkpoint: str, budgets: Sequence[int],
     return rows
 
 
+def summarize_run(name: str, config: str, work_dir: str) -> Dict:
+    """A trained run of ``config`` in ``work_dir``
+    (:func:`mdeq_mm.engine.run_summary`) with the config's parameter
+    count, the inference time per validation image and the forward solve's
+    evaluations and residual in the last validation."""
+    from mdeq_mm.engine import run_summary
+    run = run_summary(work_dir, name)
+    val = run['val']
+    cfg = load_config(config)
+    params = sum(p.numel() for p in init_model(cfg).parameters())
+    return dict(name=name, config=config, mIoU=run['mIoU'], params=params,
+                s_per_iter=run['s_per_iter'], peak_mem_mb=run['peak_mem_mb'],
+                infer_s_per_image=val.get('time', float('nan')) /
+                cfg.val_dataloader.batch_size,
+                nfev=val.get('deq/fwd_nfev') or val.get('deq/nfev_tracked'),
+                rel_residual=val.get('deq/fwd_rel_residual'))
+
+
 def _frame_pipeline(cfg):
     """The config's test pipeline for unlabelled frames: its image loader
     (a file, or an array for ``LoadImageFromNDArray``), no annotations."""

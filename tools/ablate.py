@@ -29,8 +29,9 @@ import os
 import os.path as osp
 import time
 
+from mdeq_mm.apis import summarize_run
 from tool_utils import (ROOT, demo_cityscapes, final_checkpoint,
-                        summarize_run, train_config)
+                        train_config)
 
 A = 'configs/ablations/'
 GROUPS = {
@@ -111,7 +112,9 @@ def run_group(group, work, opts):
         for name, config in GROUPS[group]:
             wd = osp.join(work, osp.splitext(osp.basename(config))[0])
             train_config(config, wd, opts)
-            rows.append(summarize_run(name, config, wd))
+            rows.append(dict(summarize_run(
+                name, osp.join(ROOT, config), osp.join(ROOT, wd)),
+                config=config))
         text = table(rows)
         plot(rows, osp.join(ROOT, work, f'{group}.png'), group)
     minutes = (time.time() - start) / 60

@@ -27,10 +27,11 @@ import os.path as osp
 
 import torch
 
+from mdeq_mm.apis import summarize_run
 from mdeq_mm.measure import run_isolated
 from mdeq_mm.report import fmt, markdown_table, plot_panels, save_results
 from tool_utils import (RECIPES, ROOT, cached_row, demo_cityscapes,
-                        summarize_run, train_recipe)
+                        train_recipe)
 
 
 def time_recipe(config, checkpoint, data_root, device, kind, repeat):
@@ -67,7 +68,8 @@ def run_recipes(args):
         if row is None:
             wd, ckpt = train_recipe(config, args.out_dir, args.quick,
                                     args.cfg_options)
-            row = summarize_run(name, config, wd)
+            row = dict(summarize_run(name, osp.join(ROOT, config),
+                                     osp.join(ROOT, wd)), config=config)
             for kind in ('train', 'infer'):
                 r = run_isolated(time_recipe, config=config, checkpoint=ckpt,
                                  data_root=city, device=args.device,

@@ -17,6 +17,7 @@ Usage:
         [--device cpu] [--out-dir work_dirs/benchmarks/solvers]
 """
 import argparse
+import contextlib
 import os.path as osp
 import time
 
@@ -71,33 +72,29 @@ def conv_contraction(dim, device, channels=64, expansion=5, rate=6.5):
     return f, int(torch.Size(shape).numel())
 
 
-def mdeq_layer(device):
-    """f_θ of MDEQ-Small (random init) at a 256x512 crop, batch 1."""
+def mdeq_layer(device, stack):
+    """f_θ of MDEQ-Small (random init) at a 256x512 crop, batch 1, with
+    its normalised weights computed once (as in a forward) until ``stack``
+    closes."""
     from mdeq_mm.models import MDEQ
     torch.manual_seed(0)
     model = MDEQ('small').to(device).eval()
-    x = torch.randn(1, 3, 256, 512, device=device)
-    with torch.no_grad():
-        feat = model.stem(x)
-        inj = [model.stage0(feat)] + [None] * 3
-        z0 = model.initial_state(inj[0])
-    from mdeq_mm.ops import StatePacker
-    packer = StatePacker.like(z0)
-    model.deq_layer.reset()
-
-    def f(z):
-        return packer.pack(model.deq_layer(packer.unpack(z), inj))
-
-    return f, packer.dim
+    problem = stack.enter_context(
+        model.fixed_point(torch.randn(1, 3, 256, 512, device=device)))
+    return problem.flat(), problem.packer.dim
 
 
 def run_case(problem, dim, impl, solver, options, device, max_iter):
     torch.set_grad_enabled(False)
     torch.manual_seed(0)
-    if problem == 'mdeq-small':
-        f, dim = mdeq_layer(device)
-    else:
-        f, dim = conv_contraction(int(dim), device)
+    with contextlib.ExitStack() as stack:
+        f, dim = (mdeq_layer(device, stack) if problem == 'mdeq-small' else
+                  conv_contraction(int(dim), device))
+        return solve_case(f, dim, problem, impl, solver, options, device,
+                          max_iter)
+
+
+def solve_case(f, dim, problem, impl, solver, options, device, max_iter):
     z0 = torch.zeros(1, dim, device=device)
     f(z0)  # warm-up
     calls, f_time = [0], [0.0]

@@ -37,63 +37,17 @@ def parse_args(argv=None):
     return parse_with_launcher(parser, argv)
 
 
-def build_cfg(args):
-    from mdeq_mm.datasets import check_datasets
-    from tool_utils import load_tool_cfg
-    cfg = load_tool_cfg(args.config, args.cfg_options, args.work_dir,
-                        args.launcher)
-    from mdeq_mm.engine import checkpoint_problem, require_fitting_checkpoints
-    require_fitting_checkpoints(cfg, partial=args.partial_load)
-    problem = checkpoint_problem(args.checkpoint)
-    if problem:
-        raise SystemExit(f'error: cannot load {args.checkpoint}: {problem}')
-    cfg.load_from = args.checkpoint
-    seg = cfg.get('default_scope', 'mmseg') == 'mmseg'
-    if args.show or args.show_dir:
-        hooks = cfg.default_hooks
-        if seg:
-            hooks.visualization.draw = True
-            hooks.visualization.show = args.show
-            hooks.visualization.wait_time = args.wait_time
-            if args.show_dir:
-                cfg.visualizer.save_dir = args.show_dir
-        else:
-            hooks.visualization.enable = True
-            hooks.visualization.show = args.show
-            hooks.visualization.wait_time = args.wait_time
-            hooks.visualization.out_dir = args.show_dir
-    if args.out:
-        if seg:
-            cfg.test_evaluator['output_dir'] = args.out
-            cfg.test_evaluator['keep_results'] = True
-        else:
-            evaluators = cfg.test_evaluator
-            if isinstance(evaluators, dict):
-                evaluators = [evaluators]
-            cfg.test_evaluator = list(evaluators) + [
-                dict(type='DumpResults', out_file_path=args.out)
-            ]
-    if args.tta:
-        from tool_utils import apply_tta
-        apply_tta(cfg)
-    check_datasets(cfg, ['test_dataloader'])
-    return cfg
-
-
 def main(argv=None):
     args = parse_args(argv)
-    from tool_utils import runner_for, user_error_exit
-    runner = runner_for(build_cfg, args)
-    try:
-        metrics = runner.test()
-    except (FileNotFoundError, ValueError) as e:  # a file a worker loaded
-        exit_ = user_error_exit(e, data_only=True)
-        if exit_ is None:
-            raise
-        raise exit_ from None
-    from tool_utils import close_distributed
-    close_distributed(runner)
-    return metrics
+    from mdeq_mm.engine.runs import (load_run_config, prepare_test,
+                                     run_test, runner_for)
+    runner = runner_for(lambda: prepare_test(
+        load_run_config(args.config, args.cfg_options, args.work_dir,
+                        args.launcher),
+        args.checkpoint, out=args.out, show=args.show,
+        show_dir=args.show_dir, wait_time=args.wait_time, tta=args.tta,
+        partial_load=args.partial_load))
+    return run_test(runner)
 
 
 if __name__ == '__main__':

@@ -4,7 +4,6 @@ names and result files."""
 import json
 import os
 import os.path as osp
-from typing import Optional
 
 # the repository root (the tools run from a checkout)
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -23,123 +22,12 @@ def parse_with_launcher(parser, argv=None):
     return args
 
 
-def user_error_exit(exc: BaseException, data_only: bool = False):
-    """The SystemExit (one line, no traceback) for a user's error, or None
-    (re-raise it): a checkpoint that does not fit the model as ``error:
-    ...``; a dataset error (also one a DataLoader worker raised) as
-    ``Dataset error: ...``; with ``data_only=False`` any other
-    ``FileNotFoundError`` / ``ValueError`` as ``error: ...`` (the tools use
-    that for the config-preparation phase, where those are user errors)."""
-    from mdeq_mm.datasets import data_error_message
-    from mdeq_mm.engine import CheckpointMismatch, CheckpointSaveError
-    if isinstance(exc, CheckpointMismatch):
-        return SystemExit(f'error: {exc}')
-    if isinstance(exc, CheckpointSaveError):
-        return SystemExit(f'error: {exc.strerror}')
-    msg = data_error_message(exc)
-    if msg is not None:
-        return SystemExit(f'Dataset error: {msg}')
-    if data_only or not isinstance(exc, (FileNotFoundError, ValueError)):
-        return None
-    return SystemExit(f'error: {exc}')
-
-
-def runner_for(build_cfg, args):
-    """``build_cfg(args)`` (a user's error in it as one line), then the
-    Runner (:func:`build_runner`)."""
-    try:
-        cfg = build_cfg(args)
-    except (FileNotFoundError, ValueError) as e:
-        raise user_error_exit(e) from None
-    return build_runner(cfg)
-
-
-def build_runner(cfg):
-    """The Runner of a tool run. A config error met while building it (a
-    bad option value, an unknown type, a misspelt argument: mmengine
-    re-raises them naming the class) ends the tool with one line instead
-    of a traceback."""
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-    try:
-        return (Runner.from_cfg(cfg) if 'runner_type' not in cfg else
-                RUNNERS.build(cfg))
-    except (ValueError, KeyError) as e:
-        raise SystemExit(f'error: in the config: {e}') from None
-    except TypeError as e:
-        if 'argument' not in str(e):
-            raise
-        raise SystemExit(f'error: in the config: {e}') from None
-
-
-def close_distributed(runner):
-    """Tear down the process group a launcher opened, once the run has
-    finished on every rank. Left to interpreter exit, gloo's threads can be
-    destroyed un-joined and abort a finished run with SIGABRT ('terminate
-    called without an active exception'). The runner's model is released
-    first: a DDP wrapper's reducer keeps the group alive past
-    ``destroy_process_group``."""
-    import gc
-
-    import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
-        runner.model = None
-        gc.collect()
-        dist.barrier()
-        dist.destroy_process_group()
-
-
-def load_tool_cfg(config: str,
-                  cfg_options: Optional[dict] = None,
-                  work_dir: Optional[str] = None,
-                  launcher: str = 'none'):
-    """Read a config for a tool run: :func:`mdeq_mm.apis.load_config`
-    with the launcher set, and CPU multi-process runs prepared
-    (:mod:`mdeq_mm.engine.cpu_dist`)."""
-    from mdeq_mm.engine.cpu_dist import setup_cpu_distributed
-    from mdeq_mm.apis import load_config
-    cfg = load_config(config, cfg_options, work_dir)
-    cfg.launcher = launcher
-    setup_cpu_distributed(cfg)
-    return cfg
-
-
 def final_checkpoint(config: str, work_dir: str) -> str:
     """The checkpoint an iteration-based run of ``config`` ends with:
     ``work_dir/iter_<max_iters>.pth``."""
     from mmengine.config import Config
     iters = Config.fromfile(config).train_cfg.max_iters
     return osp.join(work_dir, f'iter_{iters}.pth')
-
-
-def apply_tta(cfg) -> None:
-    """Test-time augmentation for ``tools/test.py --tta``, both tasks:
-    segmentation uses the config's ``tta_pipeline`` / ``tta_model`` (mmseg's
-    bases define multi-scale + flip); classification, mmpretrain's
-    AverageClsScoreTTA over a horizontal flip of the last test transform
-    (as mmpretrain's test.py), unless the config defines its own."""
-    if cfg.get('default_scope', 'mmseg') == 'mmseg':
-        if 'tta_pipeline' not in cfg or 'tta_model' not in cfg:
-            raise SystemExit(
-                '--tta: the config defines no tta_pipeline / tta_model; '
-                "inherit mmseg's dataset and runtime bases (as "
-                'configs/mdeq/*cityscapes*.py do) or define them')
-    else:
-        if 'tta_model' not in cfg:
-            cfg.tta_model = dict(type='mmpretrain.AverageClsScoreTTA')
-        if 'tta_pipeline' not in cfg:
-            pipeline = cfg.test_dataloader.dataset.pipeline
-            cfg.tta_pipeline = list(pipeline[:-1]) + [
-                dict(
-                    type='TestTimeAug',
-                    transforms=[[
-                        dict(type='RandomFlip', prob=1.),
-                        dict(type='RandomFlip', prob=0.)
-                    ], [pipeline[-1]]])
-            ]
-    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-    cfg.tta_model.module = cfg.model
-    cfg.model = cfg.tta_model
 
 
 def train_config(config: str, work_dir: str, opts=None) -> None:
@@ -164,26 +52,6 @@ def train_config(config: str, work_dir: str, opts=None) -> None:
     with open(osp.join(ROOT, work_dir + '.log'), 'w') as log:
         subprocess.run(cmd, cwd=ROOT, check=True, stdout=log,
                        stderr=subprocess.STDOUT)
-
-
-def summarize_run(name: str, config: str, work_dir: str) -> dict:
-    """A trained run (:func:`mdeq_mm.engine.run_summary`) with the config's
-    parameter count, the inference time per validation image and the
-    forward solve's evaluations and residual in the last validation."""
-    from mmengine.config import Config
-
-    from mdeq_mm.apis import init_model
-    from mdeq_mm.engine import run_summary
-    run = run_summary(osp.join(ROOT, work_dir), name)
-    val = run['val']
-    bsz = Config.fromfile(osp.join(ROOT, config)).val_dataloader.batch_size
-    params = sum(p.numel()
-                 for p in init_model(osp.join(ROOT, config)).parameters())
-    return dict(name=name, config=config, mIoU=run['mIoU'], params=params,
-                s_per_iter=run['s_per_iter'], peak_mem_mb=run['peak_mem_mb'],
-                infer_s_per_image=val.get('time', float('nan')) / bsz,
-                nfev=val.get('deq/fwd_nfev') or val.get('deq/nfev_tracked'),
-                rel_residual=val.get('deq/fwd_rel_residual'))
 
 
 #: the speed recipes, HRNet-W18 first (the baseline of the comparisons)

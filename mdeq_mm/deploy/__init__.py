@@ -5,9 +5,11 @@ model and set its budget with :mod:`mdeq_mm.apis` (``init_model``,
 ``set_solver(..., tol=0)``)."""
 from .onnx_export import (DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, ExportError,
                           TensorOutput, compare_onnx, export_onnx,
-                          onnx_session, solver_exports)
+                          onnx_metadata, onnx_session, solver_exports,
+                          verify_onnx)
 
 __all__ = [
     'DEFAULT_OPSET', 'MAX_OPSET', 'MIN_OPSET', 'ExportError', 'TensorOutput',
-    'compare_onnx', 'export_onnx', 'onnx_session', 'solver_exports'
+    'compare_onnx', 'export_onnx', 'onnx_metadata', 'onnx_session',
+    'solver_exports', 'verify_onnx'
 ]

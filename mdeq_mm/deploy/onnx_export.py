@@ -17,7 +17,7 @@ exported static.
 """
 import io
 import warnings
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -208,3 +208,46 @@ def compare_onnx(model: nn.Module, path: str, inputs: torch.Tensor,
     err = (out - ref).abs().max().item()
     return dict(max_abs=err, max_rel=err / max(ref.abs().max().item(),
                                                1e-30))
+
+
+def onnx_metadata(model: nn.Module, shape: Sequence[int],
+                  solve: Optional[Dict] = None) -> Dict[str, str]:
+    """What a user of the file needs to feed it: the input's size and
+    normalisation (the data preprocessor's mean, std and channel order
+    from ``model.cfg``, as :func:`mdeq_mm.apis.init_model` sets it) and,
+    with ``solve`` (one of :func:`mdeq_mm.apis.set_solver`'s returns), the
+    solver, its budget in f evaluations and its dtype."""
+    cfg = getattr(model, 'cfg', None) or {}
+    pre = (cfg.get('model', {}).get('data_preprocessor')
+           or cfg.get('data_preprocessor') or {})
+    meta = dict(input='normalised (B, 3, H, W) float32',
+                shape=f'{shape[0]}x{shape[1]}')
+    for key in ('mean', 'std', 'bgr_to_rgb', 'to_rgb'):
+        if key in pre:
+            meta[key] = str(list(pre[key]) if key in ('mean', 'std')
+                            else pre[key])
+    if solve:
+        meta.update(solver=solve['solver'], budget=str(solve['budget']),
+                    solver_dtype=solve['dtype'])
+    return meta
+
+
+def verify_onnx(model: nn.Module, path: str, shape: Sequence[int],
+                batch_sizes: Sequence[int] = (1, ), seed: int = 0,
+                tolerance: float = 1e-4) -> List[Dict]:
+    """:func:`compare_onnx` on a seeded random batch of each size: one row
+    per size with the errors, ``ok`` (relative error within
+    ``tolerance``) and, for each MDEQ, the PyTorch solve's largest final
+    relative residual (``residuals``; a solve far from converged amplifies
+    rounding differences with every iteration)."""
+    g = torch.Generator().manual_seed(seed)
+    session = onnx_session(path)
+    rows = []
+    for bsz in batch_sizes:
+        err = compare_onnx(model, path,
+                           torch.randn(bsz, 3, *shape, generator=g), session)
+        residuals = [m.last_stats.forward.rel_lowest.max().item()
+                     for m in find_mdeqs(model)]
+        rows.append(dict(err, batch=bsz, residuals=residuals,
+                         ok=err['max_rel'] <= tolerance))
+    return rows

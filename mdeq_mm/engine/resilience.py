@@ -107,7 +107,7 @@ def save_interrupted(runner) -> str:
     ``iter_<n>_interrupted.pth`` (model, optimiser, schedulers, message
     hub), atomically, and point ``last_checkpoint`` at it (rank 0); returns
     its path. Needs no collective, so it can be called on rank 0 alone;
-    the tools' ``close_distributed`` makes the other ranks wait for it."""
+    ``runs.close_distributed`` makes the other ranks wait for it."""
     n = runner.iter + 1
     name = f'iter_{n}_interrupted.pth'
     path = osp.join(runner.work_dir, name)

@@ -4,12 +4,12 @@ imported when mmseg is installed, the classification parts when mmpretrain
 is."""
 import importlib.util
 
-from .backbones import MDEQ, MDEQOutput, swap_backbone
+from .backbones import MDEQ, FixedPointMap, MDEQOutput, swap_backbone
 from .layers import MDEQLayer, VariationalDropout2d, WeightNormConv2d
 from .regularized import add_deq_losses
 
 __all__ = [
-    'MDEQ', 'MDEQOutput', 'MDEQLayer', 'VariationalDropout2d',
+    'MDEQ', 'MDEQOutput', 'FixedPointMap', 'MDEQLayer', 'VariationalDropout2d',
     'WeightNormConv2d', 'add_deq_losses', 'swap_backbone'
 ]
 

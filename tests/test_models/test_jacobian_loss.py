@@ -7,7 +7,6 @@ import torch
 from mmengine.registry import DefaultScope
 
 from mdeq_mm.models import MDEQ
-from mdeq_mm.ops import StatePacker
 from ..helpers import cls_batch, seg_batch
 from .test_backbone import contractive_mdeq, train_with_frozen_bn
 from .test_heads import FAST, segmentor
@@ -17,25 +16,15 @@ SOLVE = dict(solver_cfg=dict(max_iter=30, tol=1e-8),
 
 
 def exact_jacobians(model, x, z):
-    """J_f(z_b) per sample, from the backbone's own pieces."""
-    feat = model.stem(x)
-    inj = model.stage0(feat) if model.stage0 is not None else feat
-    injection = [inj] + [None] * (model.num_branches - 1)
-    packer = StatePacker.like(z)
-    flat = packer.pack([t.detach() for t in z])
-    model.deq_layer.reset()
-    try:
-        jacs = []
+    """J_f(z_b) per sample, from the backbone's own fixed-point map."""
+    jacs = []
+    with model.fixed_point(x) as problem:
+        packer = problem.packer
+        flat = packer.pack([t.detach() for t in z])
         for b in range(x.shape[0]):
-            inj_b = [t[b:b + 1] if t is not None else None for t in injection]
-
-            def f(v, inj_b=inj_b):
-                return packer.pack(model.deq_layer(packer.unpack(v[None]),
-                                                   inj_b))[0]
-
-            jacs.append(torch.autograd.functional.jacobian(f, flat[b]))
-    finally:
-        model.deq_layer.clear()
+            f = problem.sample(b).flat()
+            jacs.append(torch.autograd.functional.jacobian(
+                lambda v: f(v[None])[0], flat[b]))
     return jacs
 
 

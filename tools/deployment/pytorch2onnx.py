@@ -65,59 +65,19 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def build(args):
-    from mdeq_mm.apis import init_model
-    from mdeq_mm.engine import checkpoint_problem
-    if args.checkpoint:
-        problem = checkpoint_problem(args.checkpoint)
-        if problem:
-            raise SystemExit(f'error: cannot load {args.checkpoint}: '
-                             f'{problem}')
-    model = init_model(args.config, args.checkpoint,
-                       cfg_options=args.cfg_options, seed=args.seed)
-    return model.cfg, model
-
-
-def metadata(cfg, set_cfgs, args):
-    pre = cfg.model.get('data_preprocessor') or cfg.get('data_preprocessor',
-                                                        {})
-    meta = dict(config=osp.basename(args.config),
-                checkpoint=osp.basename(args.checkpoint or '') or 'none',
-                input='normalised (B, 3, H, W) float32',
-                shape=f'{args.shape[0]}x{args.shape[1]}')
-    for key in ('mean', 'std', 'bgr_to_rgb', 'to_rgb'):
-        if key in pre:
-            meta[key] = str(list(pre[key]) if key in ('mean', 'std')
-                            else pre[key])
-    if set_cfgs:
-        meta['solver'] = set_cfgs[0]['solver']
-        meta['budget'] = str(set_cfgs[0]['budget'])  # f evaluations
-        meta['solver_dtype'] = set_cfgs[0]['dtype']
-    return meta
-
-
-def verify(model, path, args, set_cfgs):
+def verify(model, args, solve) -> bool:
     """Print the errors per batch size; True if all are within tolerance."""
-    import torch
-
-    from mdeq_mm.apis import find_mdeqs
-    from mdeq_mm.deploy import compare_onnx, onnx_session
-    g = torch.Generator().manual_seed(args.seed)
-    session = onnx_session(path)
-    ok = True
-    for bsz in ((1, 2) if args.dynamic else (args.batch_size, )):
-        x = torch.randn(bsz, 3, *args.shape, generator=g)
-        err = compare_onnx(model, path, x, session)
-        line = (f'verify batch {bsz}: max abs error {err["max_abs"]:.3e}, '
-                f'relative {err["max_rel"]:.3e}')
-        for m in find_mdeqs(model):
-            stats = m.last_stats.forward
-            line += (f'; PyTorch solve: relative residual '
-                     f'{stats.rel_lowest.max().item():.2e}')
-        good = err['max_rel'] <= TOLERANCE
-        print(line + ('' if good else f'  > {TOLERANCE:g}: FAILED'))
-        ok &= good
-    if not ok and set_cfgs:
+    from mdeq_mm.deploy import verify_onnx
+    rows = verify_onnx(model, args.out, args.shape, (1, 2) if args.dynamic
+                       else (args.batch_size, ), args.seed, TOLERANCE)
+    for r in rows:
+        print(f"verify batch {r['batch']}: max abs error {r['max_abs']:.3e},"
+              f" relative {r['max_rel']:.3e}" + ''.join(
+                  f'; PyTorch solve: relative residual {res:.2e}'
+                  for res in r['residuals']) +
+              ('' if r['ok'] else f'  > {TOLERANCE:g}: FAILED'))
+    ok = all(r['ok'] for r in rows)
+    if not ok and solve:
         print('note: ONNX Runtime and PyTorch round differently; a solve '
               'that has not converged (a large relative residual above, '
               'e.g. an untrained model) amplifies that with every '
@@ -129,9 +89,14 @@ def verify(model, path, args, set_cfgs):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mdeq_mm.apis import find_mdeqs, set_solver
-    from mdeq_mm.deploy import ExportError, export_onnx
-    cfg, model = build(args)
+    from mdeq_mm.apis import find_mdeqs, init_model, set_solver
+    from mdeq_mm.deploy import ExportError, export_onnx, onnx_metadata
+    from mdeq_mm.engine import checkpoint_problem
+    problem = args.checkpoint and checkpoint_problem(args.checkpoint)
+    if problem:
+        raise SystemExit(f'error: cannot load {args.checkpoint}: {problem}')
+    model = init_model(args.config, args.checkpoint,
+                       cfg_options=args.cfg_options, seed=args.seed)
     set_cfgs = []
     if find_mdeqs(model):  # a fixed graph: the whole budget, tol=0
         try:
@@ -143,7 +108,12 @@ def main(argv=None):
     try:
         export_onnx(model, args.out, args.shape, batch_size=args.batch_size,
                     opset=args.opset, dynamic_batch=args.dynamic,
-                    metadata=metadata(cfg, set_cfgs, args))
+                    metadata=dict(
+                        onnx_metadata(model, args.shape,
+                                      set_cfgs[0] if set_cfgs else None),
+                        config=osp.basename(args.config),
+                        checkpoint=osp.basename(args.checkpoint or '')
+                        or 'none'))
     except ExportError as e:
         raise SystemExit(f'error: {e}')
     solve = (f"solver {set_cfgs[0]['solver']} ({set_cfgs[0]['dtype']}), "
@@ -153,7 +123,7 @@ def main(argv=None):
           f'{solve}; opset {args.opset}; input {args.shape[0]}x'
           f'{args.shape[1]}, batch '
           f"{'dynamic' if args.dynamic else args.batch_size})")
-    if args.verify and not verify(model, args.out, args, set_cfgs):
+    if args.verify and not verify(model, args, set_cfgs):
         return 1
     return 0
 

@@ -9,7 +9,9 @@ import math
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple, Union
+from contextlib import contextmanager
+from typing import (Callable, Dict, Iterator, List, Optional, Tuple,
+                    Union)
 
 import torch
 import torch.nn as nn
@@ -86,6 +88,45 @@ def push_telemetry(output: 'MDEQOutput') -> None:
     hub = MessageHub.get_current_instance()
     for key, value in output.summary().items():
         hub.update_scalar(f'train/deq/{key}', value)
+
+
+@dataclass(frozen=True)
+class FixedPointMap:
+    """The fixed-point problem of one input: z = f_θ(z; x), with f applied
+    by calling the record on a list of per-branch maps.
+
+    Attributes:
+        layer (nn.Module): the backbone's weight-tied layer.
+        injection (list[Tensor | None]): x's injection per branch (the
+            stride-4 one first; None where a branch gets none).
+        z0 (list[Tensor]): the initial state of the solve.
+        start (str): where ``z0`` came from: 'cold' (zeros), 'warm' (the
+            previous forward's state) or 'given'.
+    """
+    layer: nn.Module
+    injection: List[Optional[Tensor]]
+    z0: List[Tensor]
+    start: str = 'cold'
+
+    def __call__(self, z: List[Tensor]) -> List[Tensor]:
+        return self.layer(z, self.injection)
+
+    @property
+    def packer(self) -> StatePacker:
+        """Packs states into the (B, D) tensors the solvers work on."""
+        return StatePacker.like(self.z0)
+
+    def flat(self) -> Callable[[Tensor], Tensor]:
+        """f on packed (B, D) states."""
+        packer = self.packer
+        return lambda z: packer.pack(self(packer.unpack(z)))
+
+    def sample(self, b: int) -> 'FixedPointMap':
+        """The problem of sample ``b`` alone (batch 1)."""
+        return FixedPointMap(
+            self.layer, [t if t is None else t[b:b + 1]
+                         for t in self.injection],
+            [t[b:b + 1] for t in self.z0], self.start)
 
 
 @dataclass(frozen=True)
@@ -645,19 +686,43 @@ class MDEQ(BaseModule):
                 'last_output.state of a forward on an input of the same size')
         return [a.detach().to(b) for a, b in zip(z_init, z0)], 'given'
 
-    def _forward(self, x: Tensor, h: int, w: int,
-                 z_init: Optional[List[Tensor]] = None
-                 ) -> Tuple[Tensor, ...]:
+    def _fixed_point_map(self, x: Tensor,
+                         z_init: Optional[List[Tensor]]) -> FixedPointMap:
         feat = self.stem(x)
         inj = self.stage0(feat) if self.stage0 is not None else feat
         injection = [inj] + [layer(inj) for layer in self.inject_layers]
         injection += [None] * (self.num_branches - len(injection))
         z0, start = self._start(inj, z_init)
+        return FixedPointMap(self.deq_layer, injection, z0, start)
+
+    @contextmanager
+    def fixed_point(self, x: Tensor,
+                    z_init: Optional[List[Tensor]] = None
+                    ) -> Iterator[FixedPointMap]:
+        """The fixed-point problem the forward on images ``x`` solves
+        (``x`` padded as the forward pads it; ``z_init`` as in
+        :meth:`forward`), for solvers, benchmarks and tests outside the
+        forward::
+
+            with backbone.fixed_point(x) as f:
+                z, stats = solve('anderson', f.flat(), f.packer.pack(f.z0))
+
+        Inside the block the layer's normalised weights are computed once
+        and its dropout masks kept (as within one forward)."""
+        x, _ = self._prepare_input(x)
+        problem = self._fixed_point_map(x, z_init)
         self.deq_layer.reset()
+        try:
+            yield problem
+        finally:
+            self.deq_layer.clear()
 
-        def f(z: List[Tensor]) -> List[Tensor]:
-            return self.deq_layer(z, injection)
-
+    def _forward(self, x: Tensor, h: int, w: int,
+                 z_init: Optional[List[Tensor]] = None
+                 ) -> Tuple[Tensor, ...]:
+        f = self._fixed_point_map(x, z_init)
+        z0, start, inj = f.z0, f.start, f.injection[0]
+        self.deq_layer.reset()
         it = runner_iteration() if self.training else None
         try:
             if self.mode == 'unrolled' and (self.training
@@ -733,6 +798,6 @@ class MDEQ(BaseModule):
                 f'solver={self.deq.solver!r}, grad={self.deq.grad!r}')
 
 
-__all__ = ['MDEQ', 'MDEQOutput', 'ARCH_SETTINGS', 'resolve_arch',
-           'swap_backbone', 'check_head_channels',
+__all__ = ['MDEQ', 'MDEQOutput', 'FixedPointMap', 'ARCH_SETTINGS',
+           'resolve_arch', 'swap_backbone', 'check_head_channels',
            'WeightNormConv2d']
