@@ -7,10 +7,12 @@ import importlib.util
 from .backbones import MDEQ, FixedPointMap, MDEQOutput, swap_backbone
 from .layers import MDEQLayer, VariationalDropout2d, WeightNormConv2d
 from .regularized import add_deq_losses
+from .solver_fitter import LearnedSolverFitter
 
 __all__ = [
     'MDEQ', 'MDEQOutput', 'FixedPointMap', 'MDEQLayer', 'VariationalDropout2d',
-    'WeightNormConv2d', 'add_deq_losses', 'swap_backbone'
+    'WeightNormConv2d', 'add_deq_losses', 'swap_backbone',
+    'LearnedSolverFitter'
 ]
 
 if importlib.util.find_spec('mmseg') is not None:

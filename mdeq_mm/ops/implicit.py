@@ -38,8 +38,8 @@ from typing import (Callable, Dict, List, Mapping, Optional, Sequence,
 import torch
 from torch import Tensor
 
-from .solvers import (CONVERGED, SOLVERS, SolverStats, budget_of,
-                      check_solver_cfg, get_solver, max_iter_for,
+from .solvers import (CONVERGED, LEARNED_SOLVERS, SOLVERS, SolverStats,
+                      budget_of, check_solver_cfg, get_solver, max_iter_for,
                       solver_default, solver_options)
 from .validation import check_keys, is_int, is_number
 
@@ -288,6 +288,11 @@ class SolverSettings:
             if cfg['solver'] not in SOLVERS:
                 raise ValueError(f"unknown backward solver {cfg['solver']!r}"
                                  f'; valid solvers: {sorted(SOLVERS)}')
+            if cfg['solver'] in LEARNED_SOLVERS:
+                raise ValueError(
+                    f"backward solver {cfg['solver']!r}: a learned solver is "
+                    'fitted to the forward problem, not to the adjoint; '
+                    "use 'broyden', 'anderson' or 'fixed_point'")
             # the adjoint is a linear solve from w = 0: stop on and keep the
             # iterate with the lowest ‖r‖ / ‖g‖ by default ('rel' divides by
             # ‖w J + g‖, which grows without bound on a diverging solve)
@@ -339,6 +344,10 @@ class ImplicitLayer:
             dtype: float32 Broyden / Anderson lose about 1e-4 relative on
             large states (measured on MDEQ-Small at 512x1024), float64 ones
             about 1e-6. None: float32 (float64 for a float64 model).
+        learned_solver (nn.Module | None): the fitted network of a learned
+            forward solver (``solver='neural'``, which needs one; see
+            :mod:`~mdeq_mm.ops.solvers.learned`). The layer holds it for
+            its solves; the model that owns it registers it.
         correction (dict | None): fixed-point correction (Bai et al., DEQ
             flow, CVPR 2022): when gradients are tracked, the forward
             iterates z_k at k = round(i · max_iter / n_states),
@@ -356,10 +365,12 @@ class ImplicitLayer:
                  grad: str = 'ift',
                  grad_cfg: Optional[dict] = None,
                  solver_dtype: Optional[str] = None,
-                 correction: Optional[dict] = None):
-        self._settings = SolverSettings(
+                 correction: Optional[dict] = None,
+                 learned_solver=None):
+        self.learned_solver = learned_solver
+        self._settings = self._checked(SolverSettings(
             solver, dict(solver_cfg or {}), eval_solver_cfg, grad,
-            dict(grad_cfg or {}), solver_dtype).validated()
+            dict(grad_cfg or {}), solver_dtype))
         # trace the residual of every scale in every solver iteration
         # (forward and backward); for analysis, costs two passes per step
         self.trace_scales = False
@@ -390,7 +401,17 @@ class ImplicitLayer:
                      grad_cfg=grad_cfg, solver_dtype=solver_dtype)
         changes = {k: (dict(v) if isinstance(v, Mapping) else v)
                    for k, v in given.items() if v is not _KEEP}
-        self._settings = replace(self._settings, **changes).validated()
+        self._settings = self._checked(replace(self._settings, **changes))
+
+    def _checked(self, settings: SolverSettings) -> SolverSettings:
+        settings = settings.validated()
+        if settings.solver in LEARNED_SOLVERS and self.learned_solver is None:
+            raise ValueError(
+                f'solver {settings.solver!r} runs a learned solver fitted to '
+                'this model, and the model has none: fit one with '
+                'tools/train_solver.py CONFIG CHECKPOINT, then use the config '
+                'and checkpoint it writes')
+        return settings
 
     def set_grad(self, grad: str, grad_cfg: Optional[dict] = None) -> None:
         """Switch the gradient strategy (validated)."""
@@ -555,8 +576,10 @@ class ImplicitLayer:
         with torch.no_grad():
             solve_f = f_flat if recorded is None else self._recording(
                 f_flat, cfg, recorded)
+            net = (self.learned_solver, ) if st.solver in LEARNED_SOLVERS \
+                else ()
             z_star, fstats = get_solver(st.solver)(
-                solve_f, packer.pack(z0, dtype), **cfg, **extra)
+                solve_f, packer.pack(z0, dtype), *net, **cfg, **extra)
             fz = fstats.fz
             per_scale = packer.per_scale_norm(fz - z_star) / (
                 packer.per_scale_norm(fz) + 1e-9)

@@ -23,6 +23,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mdeq_mm.ops import (DEQStats, ImplicitLayer, StatePacker,
                          jacobian_frobenius)
+from mdeq_mm.ops.solvers import LEARNED_SOLVERS, LearnedSolver
 from mdeq_mm.ops.validation import (check_keys, check_value, is_int,
                                     is_number)
 from mdeq_mm.registry import register
@@ -397,6 +398,12 @@ class MDEQ(BaseModule):
             (gamma default 0.8; z* has weight 1); ``DEQEncoderDecoder`` /
             ``DEQImageClassifier`` add the head's losses on each as
             ``fpc<i>.<loss>``. Keys: n_states, tau, gamma. None: off.
+        learned_solver (dict | None): a learned forward solver's network
+            (:class:`~mdeq_mm.ops.solvers.LearnedSolver`: keys m, hidden,
+            lam, beta), which ``solver='neural'`` runs, its initializer
+            starting every cold solve. Fitted to a trained model by
+            ``tools/train_solver.py``, which writes a config with this set.
+            None: none.
         jac_loss (dict | None): Jacobian regularisation (Bai et al., ICML
             2021): in training, with probability ``freq`` per forward,
             ``weight`` × the Hutchinson estimate of ‖J_f(z*)‖²_F / D
@@ -437,6 +444,7 @@ class MDEQ(BaseModule):
                  inject: str = 'highest',
                  jac_loss: Optional[dict] = None,
                  fp_correction: Optional[dict] = None,
+                 learned_solver: Optional[dict] = None,
                  pretrained: Optional[str] = None,
                  init_cfg: Optional[dict] = None):
         if isinstance(pretrained, str) and '://' in pretrained:
@@ -484,9 +492,12 @@ class MDEQ(BaseModule):
         self.unrolled_eval = unrolled_eval
         correction = dict(fp_correction or {})
         gamma = correction.pop('gamma', 0.8)
+        self.learned_solver = None if learned_solver is None else \
+            LearnedSolver(channels[0], channels, **learned_solver)
         self.deq = ImplicitLayer(solver, solver_cfg, eval_solver_cfg, grad,
                                  grad_cfg, solver_dtype,
-                                 correction if fp_correction else None)
+                                 correction if fp_correction else None,
+                                 self.learned_solver)
         self.correction_gamma = gamma
         self.unrolled = ImplicitLayer(
             grad='unrolled', grad_cfg=dict(depth=unrolled_depth))
@@ -567,8 +578,13 @@ class MDEQ(BaseModule):
     def _reference_init(self) -> None:
         """The reference's init: plain convs (stem, injection, fusion)
         ~ N(0, 0.01); weight-normed convs keep PyTorch's default v with
-        g = ‖v‖; norms weight 1, bias 0."""
+        g = ‖v‖; norms weight 1, bias 0. A learned solver starts unfitted
+        (z0 = 0, classical mixing)."""
+        learned = set(self.learned_solver.modules()) \
+            if self.learned_solver is not None else set()
         for m in self.modules():
+            if m in learned:
+                continue
             if isinstance(m, nn.Conv2d):
                 nn.init.normal_(m.weight, 0, 0.01)
                 if m.bias is not None:
@@ -670,6 +686,9 @@ class MDEQ(BaseModule):
         """The initial state and where it came from: ``z_init`` (checked,
         'given'), the last forward's state ('warm') or zeros ('cold')."""
         z0 = self.initial_state(inj)
+        if self.deq.solver in LEARNED_SOLVERS:  # its initializer starts
+            with torch.no_grad():  # (fitted by tools/train_solver.py only)
+                z0 = self.learned_solver.initial_state(inj, z0)
         last = self.last_output
         if z_init is None and self.warm_start and last is not None and \
                 [t.shape for t in last.state] == [t.shape for t in z0]:

@@ -20,7 +20,8 @@ iterations, so a GPU run does not stall on a sync per iteration.
 Layout: ``loop`` (the iteration shared by every solver: residuals,
 per-sample stopping, lowest iterate, statistics, static-graph mode),
 ``registry`` (solvers by name, option checks, :func:`solve`), one module
-per method (``fixed_point``, ``broyden``, ``anderson``) and ``linalg`` (the
+per method (``fixed_point``, ``broyden``, ``anderson``, ``learned``:
+the fitted ``'neural'`` solver) and ``linalg`` (the
 small systems, also as unrolled elimination for static graphs). A new
 solver is a ``_Method`` plus a function registered with
 :func:`register_solver`.
@@ -28,15 +29,18 @@ solver is a ``_Method`` plus a function registered with
 from .anderson import anderson
 from .broyden import broyden
 from .fixed_point import fixed_point
+from .learned import LearnedSolver, neural, unrolled_losses
 from .loop import (CONVERGED, DIVERGED, MAX_ITER, NON_FINITE, REASONS,
                    STOP_MODES, LoopOptions, SolverStats, is_static,
                    static_graph)
-from .registry import (SOLVERS, budget_of, check_solver_cfg, get_solver,
-                       max_iter_for, register_solver, solve, solver_default,
+from .registry import (LEARNED_SOLVERS, SOLVERS, budget_of,
+                       check_solver_cfg, get_solver, max_iter_for,
+                       register_solver, solve, solver_default,
                        solver_options)
 
 __all__ = [
-    'anderson', 'broyden', 'fixed_point', 'CONVERGED', 'DIVERGED',
+    'anderson', 'broyden', 'fixed_point', 'neural', 'LearnedSolver',
+    'unrolled_losses', 'LEARNED_SOLVERS', 'CONVERGED', 'DIVERGED',
     'MAX_ITER', 'NON_FINITE', 'REASONS', 'STOP_MODES', 'LoopOptions',
     'SolverStats', 'is_static', 'static_graph', 'SOLVERS', 'budget_of',
     'check_solver_cfg', 'get_solver', 'max_iter_for', 'register_solver',

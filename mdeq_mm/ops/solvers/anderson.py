@@ -80,14 +80,19 @@ class _Anderson(_Method):
             F, G = torch.stack(self.F[:n], 1), torch.stack(self.G[:n], 1)
         else:
             F, G = self.F[:, :n], self.G[:, :n]
-        alpha, good = self._weights(torch.bmm(G, G.transpose(1, 2)))
+        alpha, beta, good = self._mixing(torch.bmm(G, G.transpose(1, 2)))
         alpha = torch.where(good[:, None], alpha, torch.zeros_like(alpha))
         # β Σα f(z_i) + (1 − β) Σα z_i = Σα f(z_i) − (1 − β) Σα g_i
         mixed = torch.bmm(alpha[:, None], F)[:, 0]
-        if self.beta != 1:
-            mixed = mixed - (1 - self.beta) * torch.bmm(alpha[:, None],
-                                                        G)[:, 0]
+        if isinstance(beta, Tensor) or beta != 1:
+            mixed = mixed - (1 - beta) * torch.bmm(alpha[:, None], G)[:, 0]
         return _merge(good, mixed, fallback)
+
+    def _mixing(self, GG: Tensor):
+        """Mixing weights (B, n), damping (a float or (B, 1)) and the
+        rows whose system was solved."""
+        alpha, good = self._weights(GG)
+        return alpha, self.beta, good
 
 
 def _check(cfg):

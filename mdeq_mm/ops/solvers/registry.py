@@ -18,20 +18,27 @@ SOLVERS: Dict[str, Callable] = {}
 # name -> check(options): raises ValueError on a bad value of the
 # solver's own options (the shared ones are LoopOptions')
 _CHECKS: Dict[str, Callable[[dict], None]] = {}
+#: solvers that run a fitted network, passed after z0 by the implicit layer
+#: that owns it (never a backward solver)
+LEARNED_SOLVERS = set()
 _LOOP_KEYS = ('max_iter', 'tol', 'stop_mode', 'check_every', 'divergence',
               'scales')
 
 
 def register_solver(name: str,
-                    check: Optional[Callable[[dict], None]] = None):
+                    check: Optional[Callable[[dict], None]] = None,
+                    learned: bool = False):
     """Register ``fn(f, z0, *, <options>)`` under ``name``; ``check``
     validates the values of its own options (given with every option,
-    defaults filled in)."""
+    defaults filled in). A ``learned`` solver is ``fn(f, z0, net, *,
+    <options>)``, ``net`` the fitted network its owner passes."""
 
     def deco(fn):
         if name in SOLVERS:
             raise KeyError(f'solver {name!r} is already registered')
         SOLVERS[name] = fn
+        if learned:
+            LEARNED_SOLVERS.add(name)
         if check is not None:
             _CHECKS[name] = check
         return fn
@@ -87,9 +94,15 @@ def budget_of(name: str, cfg: dict) -> int:
 
 
 def solve(name: str, f: Callable[[Tensor], Tensor], z0: Tensor,
-          **cfg) -> Tuple[Tensor, SolverStats]:
+          net=None, **cfg) -> Tuple[Tensor, SolverStats]:
     """Solve z = f(z) from z0 with the solver registered as ``name``, its
     options checked (:class:`~mdeq_mm.ops.ImplicitLayer` checks its own
-    once, where they are set, and calls the solver directly)."""
+    once, where they are set, and calls the solver directly); ``net``: a
+    learned solver's fitted network."""
     check_solver_cfg(name, cfg)
+    if name in LEARNED_SOLVERS:
+        return get_solver(name)(f, z0, net, **cfg)
+    if net is not None:
+        raise ValueError(f'solver {name!r} takes no network; learned '
+                         f'solvers: {sorted(LEARNED_SOLVERS)}')
     return get_solver(name)(f, z0, **cfg)
