@@ -30,21 +30,29 @@ import torch
 from mdeq_mm.apis import summarize_run
 from mdeq_mm.measure import run_isolated
 from mdeq_mm.report import fmt, markdown_table, plot_panels, save_results
-from tool_utils import (RECIPES, ROOT, cached_row, demo_cityscapes,
+from tool_utils import (RECIPES, ROOT, SEQUENCE_BUDGETS, cached_row,
+                        demo_cityscapes, demo_video, fit_recipe_solver,
                         train_recipe)
 
+SOLVERS = ('broyden', 'anderson', 'neural')
 
-def time_recipe(config, checkpoint, data_root, device, kind, repeat):
+
+def time_recipe(config, checkpoint, data_root, device, kind, repeat,
+                solver=None, budget=None):
     """One recipe's training step (a batch of the demo training data,
     implicit phase; the mean of 6) or inference at 1024x2048 (a
-    preprocessed demo validation image resized; the median of ``repeat``),
-    in this fresh process: time, peak memory and the f evaluations."""
-    from mdeq_mm.apis import init_model
+    preprocessed demo validation image resized; the median of ``repeat``;
+    with ``solver`` / ``budget``, that solver running that many f
+    evaluations), in this fresh process: time, peak memory and the f
+    evaluations."""
+    from mdeq_mm.apis import init_model, set_solver
     from mdeq_mm.measure import measure_config
     torch.manual_seed(0)
     opts = {f'{d}.dataset.data_root': data_root
             for d in ('train_dataloader', 'val_dataloader')}
     model = init_model(config, checkpoint, device, cfg_options=opts)
+    if budget:
+        set_solver(model, solver, budget, tol=0.)
     r = measure_config(model, kind, repeat, mean_of=6 if kind == 'train'
                        else None, size=None if kind == 'train' else
                        (1024, 2048))
@@ -54,6 +62,74 @@ def time_recipe(config, checkpoint, data_root, device, kind, repeat):
         if key in r:
             out[name] = r[key]
     return out
+
+
+def solver_curves(config, checkpoint, data_root, video_root, work_dir):
+    """In this fresh process: the recipe's test mIoU at every budget of
+    SEQUENCE_BUDGETS (the whole budget, cold) for each solver, and the
+    learned solver cold and warm-started on the demo video."""
+    from mmengine.runner import Runner
+
+    from mdeq_mm.apis import (find_mdeq, init_model, load_config,
+                              set_solver, test_at_budgets)
+    from mdeq_mm.datasets import cityscapes_sequences
+    from mdeq_mm.video import sweep_budgets
+    cfg = load_config(config, {'test_dataloader.dataset.data_root':
+                               data_root}, work_dir)
+    cfg.load_from = checkpoint
+    runner = Runner.from_cfg(cfg)
+    curves = {}
+    for solver in SOLVERS:
+        set_solver(find_mdeq(runner.model), solver)
+        curves[solver] = [dict(budget=r['budget'], mIoU=r['value'])
+                          for r in test_at_budgets(runner, SEQUENCE_BUDGETS)]
+    model = init_model(config, checkpoint)
+    set_solver(model, 'neural', tol=0.)
+    video = sweep_budgets(model, cityscapes_sequences(video_root, 'val'),
+                          SEQUENCE_BUDGETS)
+    for start in ('cold', 'warm'):
+        curves[f'neural video {start}'] = [
+            dict(budget=r['budget'], mIoU=r['mIoU']) for r in video
+            if r['start'] == start]
+    return curves
+
+
+def equal_budget(curve, reference, margin=1.):
+    """The smallest budget from which on every budget's mIoU is at least
+    ``reference - margin`` (None if not even the largest's is)."""
+    best = None
+    for r in sorted(curve, key=lambda r: -r['budget']):
+        if r['mIoU'] < reference - margin:
+            break
+        best = r['budget']
+    return best
+
+
+def learned_solver_rows(name, config, ckpt, city, args):
+    """The learned solver of one trained recipe: fitted, its budget curves
+    against Broyden's and Anderson's, the smallest budget at equal mIoU
+    (within 1 of Broyden at the largest budget) of each, and 1024x2048
+    inference with the learned solver at its budget."""
+    cfg, fitted, fit_s = fit_recipe_solver(config, ckpt, args.out_dir,
+                                           args.quick)
+    curves = run_isolated(solver_curves, config=cfg, checkpoint=fitted,
+                          data_root=city, video_root=demo_video(),
+                          work_dir=osp.join(args.out_dir, 'curves'))
+    ref = curves['broyden'][-1]['mIoU']
+    video_ref = curves['neural video cold'][-1]['mIoU']
+    equal = {s: equal_budget(c, video_ref if 'video' in s else ref)
+             for s, c in curves.items()}
+    row = dict(fit_s=fit_s, curves=curves, equal=equal, own28=ref)
+    if equal['neural']:
+        r = run_isolated(time_recipe, config=cfg, checkpoint=fitted,
+                         data_root=city, device=args.device, kind='infer',
+                         repeat=args.repeat, solver='neural',
+                         budget=equal['neural'])
+        row.update(neural_infer_s=r['time_s'], neural_mIoU=next(
+            c['mIoU'] for c in curves['neural']
+            if c['budget'] == equal['neural']))
+    print(f'  {name}: equal-mIoU budgets {equal}', flush=True)
+    return row
 
 
 def run_recipes(args):
@@ -75,6 +151,9 @@ def run_recipes(args):
                                  data_root=city, device=args.device,
                                  kind=kind, repeat=args.repeat)
                 row.update({f'{kind}_{k}': v for k, v in r.items()})
+            if 'hrnet' not in config:
+                row['learned'] = learned_solver_rows(name, config, ckpt,
+                                                     city, args)
             with open(cached, 'w') as f:
                 json.dump(row, f, indent=1)
         rows.append(row)
@@ -104,24 +183,69 @@ def print_recipes(rows):
           f"{fmt(r.get('train_bwd_nfev'), '.1f')}",
           fmt(r.get('infer_fwd_nfev'), '.1f'), f"{r['train_peak_mb']:.0f}",
           f"{r['infer_peak_mb']:.0f}"] for r in rows]))
-    ok = [r for r in rows[1:] if r['mIoU'] is not None and
-          base['mIoU'] is not None and r['mIoU'] >= base['mIoU'] - 1]
+    learned = [r for r in rows[1:] if r.get('learned')]
+    if learned:
+        print_learned(base, learned)
+
+
+def print_learned(base, rows):
+    """The learned solver against Broyden and Anderson, and the targets."""
+    print('\n### Solvers at equal mIoU (within 1 of Broyden at '
+          f'{max(SEQUENCE_BUDGETS)} f evaluations; video: of the learned '
+          'solver cold at the largest budget)\n')
+    print(markdown_table(
+        ['model', 'mIoU at 28', 'Broyden', 'Anderson', 'learned',
+         'learned, video cold', 'learned, video warm',
+         'Broyden / learned', 'fitting (s)', 'inference 1024x2048 at the '
+         'learned budget (s)', 'x HRNet', 'train step x HRNet'],
+        [[r['name'], f"{r['learned']['own28']:.2f}"] +
+         [fmt(r['learned']['equal'][k], 'd') for k in (
+             'broyden', 'anderson', 'neural', 'neural video cold',
+             'neural video warm')] +
+         [fmt(ratio(r['learned']['equal']['broyden'],
+                    r['learned']['equal']['neural']), '.2f'),
+          f"{r['learned']['fit_s']:.0f}",
+          fmt(r['learned'].get('neural_infer_s'), '.2f'),
+          fmt(ratio(r['learned'].get('neural_infer_s'),
+                    base['infer_time_s']), '.2f'),
+          f"{r['train_time_s'] / base['train_time_s']:.2f}"]
+         for r in rows]))
     print('\n### Targets\n')
-    if not ok:
-        print('- no MDEQ recipe within 1 mIoU of HRNet-W18 '
-              f"({base['mIoU']})")
-        return
-    best = min(ok, key=lambda r: r['train_time_s'])
-    print(f"- fastest MDEQ recipe within 1 mIoU of HRNet-W18: {best['name']}"
-          f" (mIoU {best['mIoU']:.2f} vs {base['mIoU']:.2f}): training step "
-          f"{best['train_time_s'] / base['train_time_s']:.2f}x, inference "
-          f"{best['infer_time_s'] / base['infer_time_s']:.2f}x (target <= 2.0"
-          ' for both)')
-    print('- warm starts: tools/benchmark_video.py')
+    for r in rows:
+        lr = r['learned']
+        infer = ratio(lr.get('neural_infer_s'), base['infer_time_s'])
+        train = r['train_time_s'] / base['train_time_s']
+        miou = lr.get('neural_mIoU')
+        fewer = ratio(lr['equal']['broyden'], lr['equal']['neural'])
+        ok = (infer is not None and infer <= 1.0 and train <= 1.3
+              and miou >= base['mIoU'] and miou >= lr['own28'] - 1
+              and fewer is not None and fewer >= 2)
+        print(f"- {r['name']}: inference {fmt(infer, '.2f')}x HRNet-W18 "
+              f"(target <= 1.0), training step {train:.2f}x (<= 1.3), at "
+              f"mIoU {fmt(miou, '.2f')} (HRNet-W18 {base['mIoU']:.2f}, own "
+              f"28-evaluation {lr['own28']:.2f}); learned vs Broyden "
+              f"{fmt(fewer, '.2f')}x fewer evaluations (>= 2): "
+              f"{'met' if ok else 'not met'}")
+
+
+def ratio(a, b):
+    return None if a is None or b is None else a / b
 
 
 def plot_recipes(rows, path):
     names = [r['name'].replace('MDEQ-Small ', '') for r in rows]
+    learned = [r for r in rows if r.get('learned')]
+    if learned:
+        plot_panels(path.replace('.png', '_solvers.png'), [
+            dict(title=r['name'].replace('MDEQ-Small ', ''),
+                 xlabel='f evaluations', ylabel='mIoU', xscale='log2',
+                 legend=k == 0, lines=[
+                     (s, [c['budget'] for c in curve],
+                      [c['mIoU'] for c in curve], style)
+                     for (s, curve), style in zip(
+                         r['learned']['curves'].items(),
+                         ('o-', 's-', '^-', 'v--', 'v-'))])
+            for k, r in enumerate(learned)], size=(4, 3.5))
     plot_panels(path, [
         dict(title=title, categories=names,
              bars={'': [r[key] or 0 for r in rows]}, legend=False)

@@ -18,39 +18,16 @@ Usage:
 ``--quick`` trains 12 iterations per recipe (a smoke run).
 """
 import argparse
-import glob
 import json
 import os.path as osp
-import shutil
 
 from mdeq_mm.report import markdown_table, plot_panels, save_results
-from tool_utils import RECIPES, ROOT, cached_row, train_recipe
+from tool_utils import (RECIPES, ROOT, SEQUENCE_BUDGETS, cached_row,
+                        demo_video, train_recipe)
 
-SEQUENCE = 'data/demo/cityscapes_video'
 # relative residual the video solves stop at: the recipes' models reach
 # ~5e-2 at their training budgets; at 1e-3 none converges in 28 evaluations
 SEQUENCE_TOL = 1e-2
-# f evaluations per frame swept with fixed budgets; the largest (the
-# tolerance runs' budget too) gives the reference
-SEQUENCE_BUDGETS = (1, 2, 3, 4, 6, 8, 12, 16, 28)
-# the demo video: snippets x frames, and the annotated frames of each (the
-# download annotates only the 20th; 4 per snippet steady the mIoU, which
-# on 4 frames moved by a grid step with one frame)
-SEQUENCE_SNIPPETS, SEQUENCE_FRAMES = 4, 20
-SEQUENCE_ANNOTATED = (4, 9, 14, 19)
-
-
-def demo_video() -> str:
-    """The demo video snippets (rewritten when another layout is there)."""
-    from mdeq_mm.datasets.demo_data import write_cityscapes_sequence
-    video = osp.join(ROOT, SEQUENCE)
-    labels = glob.glob(osp.join(video, 'gtFine', '*', '*', '*_labelIds.png'))
-    if len(labels) != SEQUENCE_SNIPPETS * len(SEQUENCE_ANNOTATED):
-        shutil.rmtree(video, ignore_errors=True)
-        write_cityscapes_sequence(video, n_seq=SEQUENCE_SNIPPETS,
-                                  n_frames=SEQUENCE_FRAMES,
-                                  annotated=SEQUENCE_ANNOTATED)
-    return video
 
 
 def run_video(args):

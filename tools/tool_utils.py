@@ -79,6 +79,33 @@ def demo_cityscapes(root: str = CITY, **kwargs) -> str:
     return root
 
 
+#: f evaluations per solve swept with fixed budgets (per frame on video);
+#: the largest gives the reference
+SEQUENCE_BUDGETS = (1, 2, 3, 4, 6, 8, 12, 16, 28)
+#: the demo video: snippets x frames, and the annotated frames of each (the
+#: download annotates only the 20th; 4 per snippet steady the mIoU, which
+#: on 4 frames moved by a grid step with one frame)
+SEQUENCE = 'data/demo/cityscapes_video'
+SEQUENCE_SNIPPETS, SEQUENCE_FRAMES = 4, 20
+SEQUENCE_ANNOTATED = (4, 9, 14, 19)
+
+
+def demo_video() -> str:
+    """The demo video snippets (rewritten when another layout is there)."""
+    import glob
+    import shutil
+
+    from mdeq_mm.datasets.demo_data import write_cityscapes_sequence
+    video = osp.join(ROOT, SEQUENCE)
+    labels = glob.glob(osp.join(video, 'gtFine', '*', '*', '*_labelIds.png'))
+    if len(labels) != SEQUENCE_SNIPPETS * len(SEQUENCE_ANNOTATED):
+        shutil.rmtree(video, ignore_errors=True)
+        write_cityscapes_sequence(video, n_seq=SEQUENCE_SNIPPETS,
+                                  n_frames=SEQUENCE_FRAMES,
+                                  annotated=SEQUENCE_ANNOTATED)
+    return video
+
+
 def train_recipe(config: str, out_dir: str, quick: bool, cfg_options) -> tuple:
     """Train one recipe on the demo data (reused when done before):
     its work dir and final checkpoint."""
@@ -95,6 +122,35 @@ def train_recipe(config: str, out_dir: str, quick: bool, cfg_options) -> tuple:
     ckpt = osp.join(wd, 'iter_12.pth') if quick else final_checkpoint(
         osp.join(ROOT, config), wd)
     return wd, ckpt
+
+
+def fit_recipe_solver(config: str, checkpoint: str, out_dir: str,
+                      quick: bool) -> tuple:
+    """Fit the learned solver of a trained recipe on the demo data with
+    tools/train_solver.py in its own process (reused when done before):
+    the config and checkpoint it wrote, and the fitting time (s)."""
+    import subprocess
+    import sys
+
+    import torch
+    stem = osp.splitext(osp.basename(config))[0]
+    wd = osp.join(out_dir, stem + '_neural')
+    cfg_out, ckpt = (osp.join(ROOT, wd, stem + '_neural' + ext)
+                     for ext in ('.py', '.pth'))
+    if not osp.isfile(ckpt):
+        print(f'  fitting the learned solver of {config} -> {wd}',
+              flush=True)
+        cmd = [sys.executable, 'tools/train_solver.py', config, checkpoint,
+               '--work-dir', wd, '--cfg-options',
+               f'train_dataloader.dataset.data_root={CITY}',
+               f'test_dataloader.dataset.data_root={CITY}']
+        if quick:
+            cmd += ['--iters', '4']
+        with open(osp.join(ROOT, wd + '.log'), 'w') as log:
+            subprocess.run(cmd, cwd=ROOT, check=True, stdout=log,
+                           stderr=subprocess.STDOUT)
+    meta = torch.load(ckpt, map_location='cpu')['meta']
+    return cfg_out, ckpt, meta['fit_seconds']
 
 
 def cached_row(path: str, quick: bool):

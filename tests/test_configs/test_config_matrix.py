@@ -38,6 +38,8 @@ CLASSES = '[building,car,person,vegetation]'
 PRETRAINED = {
     'configs/mdeq/mdeq-small_in1k-pre_4xb3-124k_cityscapes-512x1024.py':
     'configs/mdeq/mdeq-small_4xb32_in1k.py',
+    'configs/mdeq/mdeq-small-fast_in1k-pre_4xb3-124k_cityscapes-512x1024.py':
+    'configs/mdeq/mdeq-small-fast_4xb32_in1k.py',
     'configs/demo/mdeq-demo_seg_finetune.py': 'configs/demo/mdeq-demo_cls.py',
     'configs/demo/mdeq-demo_seg_frozen.py': 'configs/demo/mdeq-demo_cls.py',
 }
