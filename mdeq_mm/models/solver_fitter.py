@@ -81,6 +81,12 @@ class LearnedSolverFitter(BaseModel):
             {k.replace('module.', '', 1) if k.startswith('module.') else k:
              v for k, v in state.items()}, strict=False)
 
+    def init_weights(self) -> None:
+        """Nothing to initialise: the model's weights are the checkpoint's
+        (loaded when built) and the learned solver starts unfitted. (The
+        Runner calls this before training; the model's own init would
+        overwrite the checkpoint.)"""
+
     def train(self, mode: bool = True) -> 'LearnedSolverFitter':
         super().train(mode)
         self.model.eval()  # frozen: evaluation-mode norms and no dropout

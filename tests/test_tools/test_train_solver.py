@@ -1,0 +1,79 @@
+# Copyright (c) mdeq_mm authors. All rights reserved.
+"""tools/train_solver.py with a real Runner on Cityscapes-layout data: only
+the learned solver changes; what it writes works with tools/test.py,
+init_model, set_solver, warm starts and ONNX export."""
+import os.path as osp
+
+import pytest
+import torch
+
+from tests.helpers import make_contractive, run_tool
+
+SEG = 'configs/demo/mdeq-demo_seg.py'
+
+
+@pytest.fixture(scope='module')
+def fitted(cityscapes, tmp_path_factory):
+    """A demo segmentor (contractive f), and the tool's outputs for it."""
+    from mdeq_mm.apis import find_mdeq, init_model
+    model = init_model(SEG)
+    make_contractive(find_mdeq(model))
+    work = tmp_path_factory.mktemp('fit')
+    ckpt = str(work / 'model.pth')
+    torch.save(dict(state_dict=model.state_dict()), ckpt)
+    out = run_tool(
+        'train_solver', SEG, ckpt, '--work-dir', str(work / 'neural'),
+        '--iters', '4', '--steps', '3', '--reference-budget', '12',
+        '--budget', '3', '--lr', '1e-2', '--cfg-options',
+        f'train_dataloader.dataset.data_root={cityscapes}',
+        'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
+        'train_dataloader.persistent_workers=False')
+    stem = osp.join(work, 'neural', 'mdeq-demo_seg_neural')
+    return ckpt, stem + '.py', stem + '.pth', out
+
+
+def test_only_the_learned_solver_is_fitted(fitted):
+    original, _, written, out = fitted
+    assert 'loss_iterates' in out and 'fitted in' in out
+    before = torch.load(original)['state_dict']
+    after = torch.load(written)['state_dict']
+    learned = {k for k in after if '.learned_solver.' in k}
+    assert learned and set(after) - learned == set(before)
+    for key in before:  # no gradient reached the model: bit for bit
+        assert torch.equal(before[key], after[key]), key
+    # the solver moved away from its unfitted (all-zero) last layers
+    moved = [k for k in learned if after[k].abs().sum() > 0 and (
+        'initializer' in k or 'mixer.2' in k)]
+    assert moved, sorted(learned)
+
+
+def test_the_written_config_and_checkpoint_test_and_deploy(
+        fitted, cityscapes, tmp_path):
+    _, config, ckpt, _ = fitted
+    out = run_tool(
+        'test', config, ckpt, '--work-dir', str(tmp_path), '--cfg-options',
+        f'test_dataloader.dataset.data_root={cityscapes}',
+        'test_dataloader.num_workers=0',
+        'test_dataloader.persistent_workers=False')
+    assert 'mIoU' in out and 'deq/fwd_nfev: 3.0000' in out, out[-1500:]
+
+    from mdeq_mm.apis import find_mdeq, init_model, set_solver
+    model = init_model(config, ckpt)
+    backbone = find_mdeq(model)
+    assert backbone.deq.solver == 'neural'
+    assert set_solver(model, 'neural', budget=2, tol=0.)[0]['budget'] == 2
+    # warm starts: the second frame starts from the first one's state, not
+    # from the initializer
+    backbone.set_warm_start(True)
+    x = torch.randn(1, 3, 64, 128)
+    with torch.no_grad():
+        backbone(x)
+        assert backbone.last_output.start == 'cold'
+        backbone(x)
+        assert backbone.last_output.start == 'warm'
+
+    pytest.importorskip('onnxruntime')
+    out = run_tool('deployment/pytorch2onnx', config, ckpt, '--out',
+                   str(tmp_path / 'm.onnx'), '--shape', '64', '128',
+                   '--budget', '3', '--verify')
+    assert 'solver neural' in out and 'FAILED' not in out, out[-1500:]
