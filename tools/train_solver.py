@@ -17,7 +17,7 @@ which ``tools/test.py``, ``mdeq_mm.apis.init_model``,
 
 Usage:
     python tools/train_solver.py CONFIG CHECKPOINT [--work-dir DIR]
-        [--iters 300] [--lr 1e-3] [--steps 6] [--m 5] [--hidden 32]
+        [--iters 100] [--lr 1e-2] [--steps 6] [--m 5] [--hidden 32]
         [--reference-budget 40] [--budget N] [--resume]
         [--cfg-options k=v ...]
 """
@@ -35,9 +35,9 @@ def parse_args(argv=None):
     parser.add_argument('checkpoint', help='its checkpoint')
     parser.add_argument('--work-dir', help='default: work_dirs/<config>'
                         '_neural')
-    parser.add_argument('--iters', type=int, default=300,
+    parser.add_argument('--iters', type=int, default=100,
                         help='fitting iterations (batches)')
-    parser.add_argument('--lr', type=float, default=1e-3)
+    parser.add_argument('--lr', type=float, default=1e-2)
     parser.add_argument('--steps', type=int, default=6,
                         help='learned iterations fitted per batch')
     parser.add_argument('--m', type=int, default=5, help='history size')

@@ -4,8 +4,5 @@
 # ImageNet "_reg" configs and 14 / 14 f evaluations (Jacobian weight 3.0, as
 # the "_reg" config of MDEQ-Large).
 _base_ = ['./mdeq-xl_8xb24_in1k.py', '../_base_/recipes/fast_cls.py']
-model = dict(
-    type=_base_.fast_classifier,  # noqa: F821
-    backbone=dict(
-        _base_.fast_backbone,  # noqa: F821
-        jac_loss=dict(weight=3.0, freq=0.08, n_samples=2)))
+model = dict(type=_base_.fast_classifier,  # noqa: F821
+             backbone=_base_.fast_backbone_large)  # noqa: F821
