@@ -9,7 +9,8 @@ learned Anderson iterations, fitted to z*. Writes, in the work dir:
 * ``<config>_neural.pth``: the model's weights plus the learned solver's;
 * ``<config>_neural.py``: the config with ``learned_solver`` set and the
   forward solver ``'neural'`` (evaluation budget ``--budget`` f
-  evaluations, or the config's),
+  evaluations, or the config's; a SHINE backward starts from zero, as
+  SHINE needs a Broyden forward solve: train with the original config),
 
 which ``tools/test.py``, ``mdeq_mm.apis.init_model``,
 ``set_solver(model, 'neural', budget=k)``, warm starts and
@@ -72,6 +73,11 @@ def written_config(cfg, learned: dict, budget):
         if backbone.get(key) is not None:
             backbone[key] = {k: v for k, v in backbone[key].items()
                              if k in keep}
+    if (backbone.get('grad_cfg') or {}).get('init') == 'shine':
+        # SHINE starts the backward solve from a Broyden forward solve's
+        # estimate; the written config is for evaluation, where there is
+        # no backward solve (train with the original config)
+        backbone.grad_cfg.init = 'zero'
     if budget:
         backbone.eval_solver_cfg = dict(
             backbone.get('eval_solver_cfg') or backbone.get('solver_cfg')

@@ -116,3 +116,17 @@ def test_only_the_implicit_layer_that_owns_a_network_solves_with_it():
         solve('anderson', nonlinear(), torch.zeros(3, 50), net=net)
     with pytest.raises(ValueError, match='m must be an int >= 2'):
         LearnedSolver(1, [1], m=1)
+
+
+def test_it_is_small_next_to_the_backbone_it_serves():
+    from mdeq_mm.models import MDEQ
+    for arch in ('small', 'large'):
+        model = MDEQ(arch, learned_solver=dict())
+        learned = sum(p.numel() for p in model.learned_solver.parameters())
+        total = sum(p.numel() for p in model.parameters()) - learned
+        assert learned <= 0.03 * total, (arch, learned, total)
+        # and it starts unfitted whatever the backbone's own init does
+        model.init_weights()
+        params = model.learned_solver.named_parameters()
+        assert all(not p.any() for n, p in params
+                   if 'initializer' in n or n.startswith('mixer.2'))

@@ -77,3 +77,28 @@ def test_the_written_config_and_checkpoint_test_and_deploy(
                    str(tmp_path / 'm.onnx'), '--shape', '64', '128',
                    '--budget', '3', '--verify')
     assert 'solver neural' in out and 'FAILED' not in out, out[-1500:]
+
+
+def test_the_written_config_of_a_shine_recipe_is_valid():
+    # SHINE needs a Broyden forward solve: the written (evaluation) config
+    # starts its backward from zero instead, and builds
+    import importlib.util
+
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    spec = importlib.util.spec_from_file_location(
+        'train_solver', osp.join(root, 'tools', 'train_solver.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    cfg = Config.fromfile(osp.join(root, 'configs/speed/mdeq-small_shine.py'))
+    assert cfg.model.backbone.grad_cfg.init == 'shine'
+    out = tool.written_config(cfg, dict(m=5, hidden=32), budget=4)
+    backbone = out.model.backbone
+    assert backbone.solver == 'neural' and backbone.grad_cfg.init == 'zero'
+    assert backbone.eval_solver_cfg.max_iter == 3
+    assert cfg.model.backbone.solver == 'broyden'  # the input is untouched
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        model = MODELS.build(out.model)
+    assert model.backbone.deq.settings('eval')['budget'] == 4
