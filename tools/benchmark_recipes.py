@@ -9,9 +9,15 @@ side by side: mIoU at equal iterations, the training step (s / iteration,
 batch 4 64x128, implicit phase, mean of 6), inference s / image at
 1024x2048, f evaluations (forward and backward in training, forward at
 inference), peak memory (the process's peak RSS on CPU, torch's allocator
-on CUDA). Runs are resumable (finished trainings and measured recipes are
-reused). Prints markdown tables, writes ``recipes.json`` and
-``recipes.png``.
+on CUDA). Then, per MDEQ recipe, the learned solver: fitted to the trained
+model (tools/train_solver.py, timed), the test mIoU at 1 to 28 f
+evaluations with Broyden, Anderson and the learned solver, and with the
+learned solver cold and warm-started on the demo video snippets; the
+smallest budget at equal mIoU (within 1 of the recipe's own Broyden at 28)
+of each; 1024x2048 inference with the learned solver at its budget; the
+targets against HRNet-W18. Runs are resumable (finished trainings, fits
+and measured recipes are reused). Prints markdown tables, writes
+``recipes.json``, ``recipes.png`` and ``recipes_solvers.png``.
 
 Usage:
     python tools/benchmark_recipes.py [--device cpu] [--out-dir DIR]

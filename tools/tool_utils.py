@@ -62,6 +62,8 @@ RECIPES = [
     ('MDEQ-Small JR reduced', 'configs/speed/mdeq-small_jr-reduced.py'),
     ('MDEQ-Small JR + correction', 'configs/speed/mdeq-small_correction.py'),
     ('MDEQ-Small fast (JR + SHINE)', 'configs/speed/mdeq-small_fast.py'),
+    ('MDEQ-Small fast-lite (JR + SHINE, 6 / 2)',
+     'configs/speed/mdeq-small_fast-lite.py'),
 ]
 #: the demo Cityscapes data (generated and converted when missing)
 CITY = 'data/demo/cityscapes'

@@ -1,7 +1,7 @@
 # The fast twin of mdeq-large_4xb3-124k_cityscapes-512x1024.py (MDEQ-Large on
 # Cityscapes): the same data pipeline, schedule and warm-up, trained with the
-# fast recipe of configs/_base_/recipes/fast_seg.py: a Jacobian loss and 8 / 9
-# f evaluations forward / backward.
+# fast recipe of configs/_base_/recipes/fast_seg.py: a Jacobian loss, 8 f
+# evaluations forward and a SHINE backward refined with 3.
 _base_ = [
     './mdeq-large_4xb3-124k_cityscapes-512x1024.py',
     '../_base_/recipes/fast_seg.py'

@@ -5,7 +5,7 @@
 # reference's solver budgets: Broyden 28 f evaluations forward (stop at
 # relative residual 1e-3), 31 backward; the first 60
 # iterations train the weight-tied network unrolled 3 times (the warm-up).
-# Run them side by side with `python tools/benchmark.py --suite recipes`.
+# Run them side by side with `python tools/benchmark_recipes.py`.
 _base_ = ['../demo/mdeq-demo_seg.py']
 max_iters = 200
 train_dataloader = dict(batch_size=4)
