@@ -165,15 +165,18 @@ def measure(config, kind, size, device):
     """One recipe's training step or inference (:mod:`mdeq_mm.measure`)."""
     import torch
 
-    from mdeq_mm.apis import init_model, load_config
+    from mdeq_mm.apis import init_model, load_config, set_solver
     from mdeq_mm.measure import measure_random
     cfg = load_config(config)
-    if size is SMALL and cfg.model.backbone.type == 'MDEQ':
+    small = size is SMALL and cfg.model.backbone.type == 'MDEQ'
+    if small:
         cfg.merge_from_dict(SMALL_BUDGETS)
+    model = init_model(cfg, device=device)
+    if small:  # 4 f evaluations in evaluation too, whatever the config's
+        set_solver(model, budget=4)
     train = kind == 'train'
-    out = measure_random(init_model(cfg, device=device), kind, size[
-        'crop' if train else 'infer'], size['batch'] if train else 1, device,
-        size['repeat'])
+    out = measure_random(model, kind, size['crop' if train else 'infer'],
+                         size['batch'] if train else 1, device, size['repeat'])
     if device == 'cuda':
         torch.cuda.empty_cache()
     return out
