@@ -171,6 +171,13 @@ class MDEQOutput:
         return out
 
 
+def output_strides(arch: dict) -> List[int]:
+    """The strides of a resolved arch's outputs: 2^(downsample_times + i)
+    for branch i."""
+    return [2**(arch['downsample_times'] + i)
+            for i in range(len(arch['num_channels']))]
+
+
 def check_head_channels(model_cfg) -> None:
     """Raise a ValueError naming MDEQ's channels per stride when a
     segmentor config's heads expect other input channels (``in_channels``
@@ -180,9 +187,7 @@ def check_head_channels(model_cfg) -> None:
     if backbone.get('type') != 'MDEQ' or model_cfg.get('neck'):
         return
     arch = resolve_arch(backbone.get('arch', 'small'))
-    channels = list(arch['num_channels'])
-    strides = [2**(arch['downsample_times'] + i)
-               for i in range(len(channels))]
+    channels, strides = list(arch['num_channels']), output_strides(arch)
     outputs = ', '.join(f'{c} at stride {s}'
                         for c, s in zip(channels, strides))
     for name in ('decode_head', 'auxiliary_head'):
@@ -218,16 +223,13 @@ def check_head_channels(model_cfg) -> None:
                         f'{where}.{key}={expected}')
 
 
-def _output_strides(backbone_cfg, n: int) -> List[int]:
-    """The strides of a stock backbone's ``n`` outputs: a ResNet-style
+def _stock_output_strides(backbone_cfg) -> List[int]:
+    """The strides of a stock backbone's outputs: a ResNet-style
     ``strides`` (the stages' own, after the stride-4 stem) multiplied up,
     dilated ones included (ResNet-D8: 4, 8, 8, 8); otherwise (HRNet, MiT,
     Swin, ...) 4, 8, 16, 32."""
-    steps = backbone_cfg.get('strides')
-    if not steps or len(steps) != n:
-        return [2**(2 + i) for i in range(n)]
     out, s = [], 4
-    for step in steps:
+    for step in backbone_cfg.get('strides') or (1, 2, 2, 2):
         s *= step
         out.append(s)
     return out
@@ -252,11 +254,8 @@ def swap_backbone(model_cfg, arch: Union[str, dict] = 'small',
     backbone's); ``backbone`` keys go to the MDEQ."""
     arch_cfg = resolve_arch(arch)
     channels = list(arch_cfg['num_channels'])
-    strides = [2**(arch_cfg['downsample_times'] + i)
-               for i in range(len(channels))]
-    old = model_cfg.get('backbone') or {}
-    n_old = max(len(old.get('strides') or ()), 4)
-    old_strides = _output_strides(old, n_old)
+    strides = output_strides(arch_cfg)
+    old_strides = _stock_output_strides(model_cfg.get('backbone') or {})
 
     def at(index):
         stride = old_strides[index]
@@ -684,16 +683,17 @@ class MDEQ(BaseModule):
     def _start(self, inj: Tensor, z_init: Optional[List[Tensor]]
                ) -> Tuple[List[Tensor], str]:
         """The initial state and where it came from: ``z_init`` (checked,
-        'given'), the last forward's state ('warm') or zeros ('cold')."""
+        'given'), the last forward's state ('warm') or zeros ('cold'; the
+        learned solver's initializer when the solver is one)."""
         z0 = self.initial_state(inj)
-        if self.deq.solver in LEARNED_SOLVERS:  # its initializer starts
-            with torch.no_grad():  # (fitted by tools/train_solver.py only)
-                z0 = self.learned_solver.initial_state(inj, z0)
         last = self.last_output
         if z_init is None and self.warm_start and last is not None and \
                 [t.shape for t in last.state] == [t.shape for t in z0]:
             return [a.to(b) for a, b in zip(last.state, z0)], 'warm'
         if z_init is None:
+            if self.deq.solver in LEARNED_SOLVERS:  # its initializer starts
+                with torch.no_grad():  # (fitted by tools/train_solver.py)
+                    z0 = self.learned_solver.initial_state(inj, z0)
             return z0, 'cold'
         if len(z_init) != len(z0) or any(
                 a.shape != b.shape for a, b in zip(z_init, z0)):
@@ -705,14 +705,22 @@ class MDEQ(BaseModule):
                 'last_output.state of a forward on an input of the same size')
         return [a.detach().to(b) for a, b in zip(z_init, z0)], 'given'
 
-    def _fixed_point_map(self, x: Tensor,
-                         z_init: Optional[List[Tensor]]) -> FixedPointMap:
+    @contextmanager
+    def _problem(self, x: Tensor, z_init: Optional[List[Tensor]]
+                 ) -> Iterator[FixedPointMap]:
+        """The fixed-point problem of padded images ``x``, with the layer's
+        normalised weights computed once and its dropout masks kept while
+        the block runs (one forward)."""
         feat = self.stem(x)
         inj = self.stage0(feat) if self.stage0 is not None else feat
         injection = [inj] + [layer(inj) for layer in self.inject_layers]
         injection += [None] * (self.num_branches - len(injection))
         z0, start = self._start(inj, z_init)
-        return FixedPointMap(self.deq_layer, injection, z0, start)
+        self.deq_layer.reset()
+        try:
+            yield FixedPointMap(self.deq_layer, injection, z0, start)
+        finally:
+            self.deq_layer.clear()
 
     @contextmanager
     def fixed_point(self, x: Tensor,
@@ -729,30 +737,22 @@ class MDEQ(BaseModule):
         Inside the block the layer's normalised weights are computed once
         and its dropout masks kept (as within one forward)."""
         x, _ = self._prepare_input(x)
-        problem = self._fixed_point_map(x, z_init)
-        self.deq_layer.reset()
-        try:
+        with self._problem(x, z_init) as problem:
             yield problem
-        finally:
-            self.deq_layer.clear()
 
     def _forward(self, x: Tensor, h: int, w: int,
                  z_init: Optional[List[Tensor]] = None
                  ) -> Tuple[Tensor, ...]:
-        f = self._fixed_point_map(x, z_init)
-        z0, start, inj = f.z0, f.start, f.injection[0]
-        self.deq_layer.reset()
         it = runner_iteration() if self.training else None
-        try:
+        with self._problem(x, z_init) as f:
+            start, inj = f.start, f.injection[0]
             if self.mode == 'unrolled' and (self.training
                                             or self.unrolled_eval) or \
                     self.training and self.in_warmup(it):
-                z, stats = self.unrolled(f, z0)
+                z, stats = self.unrolled(f, f.z0)
             else:
-                z, stats = self.deq(f, z0, training=self.training)
+                z, stats = self.deq(f, f.z0, training=self.training)
             jac = self._jacobian_loss(f, z)
-        finally:
-            self.deq_layer.clear()
         states = stats.corrections or ()
         n = len(states) + 1
         self.last_output = MDEQOutput(
