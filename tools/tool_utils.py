@@ -35,7 +35,6 @@ def train_config(config: str, work_dir: str, opts=None) -> None:
     ``work_dir + '.log'``), resuming an interrupted run; a run whose final
     checkpoint and run_stats.json exist is not redone. Paths relative to
     the repository root."""
-    import subprocess
     import sys
     done = osp.isfile(final_checkpoint(osp.join(ROOT, config), work_dir)) \
         and osp.isfile(osp.join(work_dir, 'run_stats.json'))
@@ -48,9 +47,16 @@ def train_config(config: str, work_dir: str, opts=None) -> None:
     if opts:
         cmd += ['--cfg-options'] + list(opts)
     print(f'  training {config} -> {work_dir}', flush=True)
-    os.makedirs(osp.dirname(osp.join(ROOT, work_dir)), exist_ok=True)
-    with open(osp.join(ROOT, work_dir + '.log'), 'w') as log:
-        subprocess.run(cmd, cwd=ROOT, check=True, stdout=log,
+    run_logged(cmd, work_dir + '.log')
+
+
+def run_logged(cmd: list, log: str) -> None:
+    """Run ``cmd`` from the repository root, its output in ``log``
+    (relative to the root); a failure raises."""
+    import subprocess
+    os.makedirs(osp.dirname(osp.join(ROOT, log)), exist_ok=True)
+    with open(osp.join(ROOT, log), 'w') as f:
+        subprocess.run(cmd, cwd=ROOT, check=True, stdout=f,
                        stderr=subprocess.STDOUT)
 
 
@@ -131,7 +137,6 @@ def fit_recipe_solver(config: str, checkpoint: str, out_dir: str,
     """Fit the learned solver of a trained recipe on the demo data with
     tools/train_solver.py in its own process (reused when done before):
     the config and checkpoint it wrote, and the fitting time (s)."""
-    import subprocess
     import sys
 
     import torch
@@ -148,9 +153,7 @@ def fit_recipe_solver(config: str, checkpoint: str, out_dir: str,
                f'test_dataloader.dataset.data_root={CITY}']
         if quick:
             cmd += ['--iters', '4']
-        with open(osp.join(ROOT, wd + '.log'), 'w') as log:
-            subprocess.run(cmd, cwd=ROOT, check=True, stdout=log,
-                           stderr=subprocess.STDOUT)
+        run_logged(cmd, wd + '.log')
     meta = torch.load(ckpt, map_location='cpu')['meta']
     return cfg_out, ckpt, meta['fit_seconds']
 

@@ -24,6 +24,7 @@ Usage:
 """
 import argparse
 import copy
+import io
 import os.path as osp
 import sys
 import time
@@ -89,8 +90,13 @@ def main(argv=None):
     args = parse_args(argv)
     import torch
 
+    from mdeq_mm.engine import checkpoint_problem
+    from mdeq_mm.engine.checkpoint import atomic_write
     from mdeq_mm.engine.runs import (load_run_config, run_train,
                                      runner_for)
+    problem = checkpoint_problem(args.checkpoint)
+    if problem:
+        raise SystemExit(f'error: cannot load {args.checkpoint}: {problem}')
     stem = osp.splitext(osp.basename(args.config))[0]
     work_dir = args.work_dir or osp.join('work_dirs', stem + '_neural')
     cfg = load_run_config(args.config, args.cfg_options, work_dir)
@@ -126,12 +132,13 @@ def main(argv=None):
     start = time.time()
     run_train(runner)
     seconds = time.time() - start
-    state = {k: v for k, v in runner.model.model.state_dict().items()}
     path = osp.join(work_dir, stem + '_neural.pth')
-    torch.save(dict(state_dict=state, meta=dict(
+    buffer = io.BytesIO()  # written whole or not at all
+    torch.save(dict(state_dict=runner.model.model.state_dict(), meta=dict(
         learned_solver=learned, fitted_iters=args.iters,
         fit_seconds=seconds, fitted_from=osp.abspath(args.checkpoint))),
-        path)
+        buffer)
+    atomic_write(buffer.getvalue(), path)
     config = osp.join(work_dir, stem + '_neural.py')
     target.dump(config)
     print(f'fitted in {seconds:.0f} s; wrote {path} and {config}.\n'

@@ -102,3 +102,14 @@ def test_the_written_config_of_a_shine_recipe_is_valid():
     with DefaultScope.overwrite_default_scope('mmseg'):
         model = MODELS.build(out.model)
     assert model.backbone.deq.settings('eval')['budget'] == 4
+
+
+def test_a_checkpoint_that_cannot_load_stops_before_the_fit(tmp_path):
+    bad = tmp_path / 'truncated.pth'
+    bad.write_bytes(b'PK\x03\x04 not a whole checkpoint')
+    for path in (bad, tmp_path / 'missing.pth'):
+        out, rc = run_tool('train_solver', SEG, str(path), '--work-dir',
+                           str(tmp_path / 'w'), ok=False)
+        assert rc == 1 and 'Traceback' not in out, out[-2000:]
+        assert f'error: cannot load {path}' in out
+    assert not (tmp_path / 'w').exists()  # nothing written
