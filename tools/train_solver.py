@@ -90,13 +90,10 @@ def main(argv=None):
     args = parse_args(argv)
     import torch
 
-    from mdeq_mm.engine import checkpoint_problem
     from mdeq_mm.engine.checkpoint import atomic_write
-    from mdeq_mm.engine.runs import (load_run_config, run_train,
-                                     runner_for)
-    problem = checkpoint_problem(args.checkpoint)
-    if problem:
-        raise SystemExit(f'error: cannot load {args.checkpoint}: {problem}')
+    from mdeq_mm.engine.runs import (check_loadable, load_run_config,
+                                     run_train, runner_for)
+    check_loadable(args.checkpoint)
     stem = osp.splitext(osp.basename(args.config))[0]
     work_dir = args.work_dir or osp.join('work_dirs', stem + '_neural')
     cfg = load_run_config(args.config, args.cfg_options, work_dir)

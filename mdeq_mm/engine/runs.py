@@ -59,7 +59,9 @@ def _warn(msg: str) -> None:
     print(f'warning: {msg}', file=sys.stderr)
 
 
-def _check_loadable(path: str) -> None:
+def check_loadable(path: str) -> None:
+    """End with one line when ``path`` is not a readable checkpoint
+    (missing, empty, truncated: :func:`checkpoint_problem`)."""
     from .checkpoint import checkpoint_problem
     problem = checkpoint_problem(path)
     if problem:
@@ -103,7 +105,7 @@ def prepare_train(cfg, resume: Optional[str] = None, amp: bool = False,
         cfg.resume, cfg.load_from = True, resume
     if resume != 'auto' and cfg.get('load_from'):
         # (resume_checkpoint has checked the checkpoint it chose)
-        _check_loadable(cfg.load_from)
+        check_loadable(cfg.load_from)
     enable_fault_tolerance(cfg, max_bad_steps)
     require_fitting_checkpoints(cfg, partial=partial_load)
     if cfg.get('resume') and cfg.get('load_from'):
@@ -132,7 +134,7 @@ def prepare_test(cfg, checkpoint: str, out: Optional[str] = None,
     from mdeq_mm.datasets import check_datasets
     from .checkpoint import require_fitting_checkpoints
     require_fitting_checkpoints(cfg, partial=partial_load)
-    _check_loadable(checkpoint)
+    check_loadable(checkpoint)
     cfg.load_from = checkpoint
     seg = cfg.get('default_scope', 'mmseg') == 'mmseg'
     if show or show_dir:

@@ -91,10 +91,9 @@ def main(argv=None):
     args = parse_args(argv)
     from mdeq_mm.apis import find_mdeqs, init_model, set_solver
     from mdeq_mm.deploy import ExportError, export_onnx, onnx_metadata
-    from mdeq_mm.engine import checkpoint_problem
-    problem = args.checkpoint and checkpoint_problem(args.checkpoint)
-    if problem:
-        raise SystemExit(f'error: cannot load {args.checkpoint}: {problem}')
+    from mdeq_mm.engine.runs import check_loadable
+    if args.checkpoint:
+        check_loadable(args.checkpoint)
     model = init_model(args.config, args.checkpoint,
                        cfg_options=args.cfg_options, seed=args.seed)
     set_cfgs = []
