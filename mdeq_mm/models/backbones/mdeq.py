@@ -91,7 +91,9 @@ def push_telemetry(output: 'MDEQOutput') -> None:
         hub.update_scalar(f'train/deq/{key}', value)
 
 
-@dataclass(frozen=True)
+# eq=False: hashed by identity (torch.compile hashes the record while
+# tracing its construction, before the fields a generated hash reads)
+@dataclass(frozen=True, eq=False)
 class FixedPointMap:
     """The fixed-point problem of one input: z = f_θ(z; x), with f applied
     by calling the record on a list of per-branch maps.
