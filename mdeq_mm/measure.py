@@ -15,6 +15,7 @@ Typical use::
     model = init_model(config, checkpoint, 'cuda')
     print(measure_config(model, 'infer', repeat=10, size=(1024, 2048)))
 """
+import contextlib
 import multiprocessing as mp
 import time
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
@@ -144,33 +145,58 @@ def make_step(net, kind: str, x, samples):
     return step
 
 
+def _time(step, device, repeat, mean_of):
+    if mean_of:
+        return sum(timed(step, device) for _ in range(mean_of)) / mean_of
+    return timed(step, device, repeat)
+
+
 def measure(net, kind: str, x, samples, device, repeat: int = 1,
             mean_of: Optional[int] = None) -> Dict[str, Any]:
     """Time ``net``'s training step or inference (:func:`make_step`) on
     ``(x, samples)``: one warm-up (lazy initialisation, cudnn's algorithm
     search), then the median of ``repeat`` calls (or the mean of
-    ``mean_of``: a Jacobian loss runs on some training steps only).
+    ``mean_of``). A training step of an MDEQ whose Jacobian loss runs on a
+    random fraction p of the steps is timed with and without it (each with
+    its own warm-up) and reported as the expectation (1 - p) t₀ + p t₁, so
+    the figure does not depend on how many timed steps drew the loss.
 
     Returns:
         dict: ``s`` (seconds), ``peak_mb`` (peak memory above the level
         before the warm-up), ``mode`` (the first MDEQ's gradient mode, or
-        None) and ``nfev_fwd`` / ``nfev_bwd`` (the f evaluations of its
+        None), ``nfev_fwd`` / ``nfev_bwd`` (the f evaluations of its
         forward / backward solve in the last step, mean over the batch;
-        absent where there was none).
+        absent where there was none) and, for a Jacobian loss on a
+        fraction of the steps, ``s_without_jac``, ``s_with_jac`` and
+        ``jac_freq``.
     """
     from mdeq_mm.apis import find_mdeqs
     step = make_step(net, kind, x, samples)
     # the peak is taken from before the first step: on CPU, memory freed by
     # a step stays in the process and would hide the next step's peak
+    mdeqs = find_mdeqs(net)
+    # a Jacobian loss on a random fraction p of the training steps: the
+    # steps with and without it timed apart, the expectation reported
+    p = next((m.jac_loss_cfg['freq'] for m in mdeqs if m.jac_loss_cfg and
+              m.jac_loss_cfg['weight']), None) if kind == 'train' else None
+    parts = {}
     with PeakMemory(device) as mem:
-        step()
-        if mean_of:
-            seconds = sum(timed(step, device) for _ in range(mean_of)) / \
-                mean_of
+        if p is not None and 0 < p < 1:
+            for on in (False, True):
+                with contextlib.ExitStack() as stack:
+                    for m in mdeqs:
+                        stack.enter_context(m.jacobian_loss_on(on))
+                    step()
+                    parts[on] = _time(step, device, repeat, mean_of)
+            seconds = (1 - p) * parts[False] + p * parts[True]
         else:
-            seconds = timed(step, device, repeat)
+            step()
+            seconds = _time(step, device, repeat, mean_of)
     out = dict(s=seconds, peak_mb=mem.delta / 2**20, mode=None)
-    stats = [m.last_stats for m in find_mdeqs(net)][:1]
+    if parts:
+        out.update(s_without_jac=parts[False], s_with_jac=parts[True],
+                   jac_freq=p)
+    stats = [m.last_stats for m in mdeqs][:1]
     if stats and stats[0] is not None:
         out['mode'] = stats[0].mode
         for key, solve in (('nfev_fwd', stats[0].forward),

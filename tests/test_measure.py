@@ -81,3 +81,26 @@ def test_speed_tool_on_a_config(tmp_path):
                    '--shape', '64', '128', '--repeat', '2', '--device',
                    'cpu')
     assert 'images/s' in out and 'f evaluations' not in out
+
+
+def test_a_jacobian_loss_on_some_steps_is_timed_as_its_expectation():
+    """measure() times the training steps with and without the Jacobian
+    loss apart and reports (1 - p) t0 + p t1 whatever the draws."""
+    from mmengine.registry import DefaultScope
+
+    from mdeq_mm.apis import find_mdeq
+    from mdeq_mm.measure import measure_random
+    from tests.test_models.test_heads import segmentor
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        net = segmentor('tiny',
+                        jac_loss=dict(weight=0.1, freq=0.3, n_samples=1))
+        r = measure_random(net, 'train', (32, 32), 1, 'cpu', repeat=1)
+        assert r['jac_freq'] == 0.3
+        assert r['s'] == 0.7 * r['s_without_jac'] + 0.3 * r['s_with_jac']
+        # the last timed step was a forced one with the loss; the forcing
+        # ends with the measurement
+        assert find_mdeq(net).last_output.jac_loss is not None
+        assert find_mdeq(net)._jac_forced is None
+        plain = segmentor('tiny')
+        assert 'jac_freq' not in measure_random(plain, 'train', (32, 32), 1,
+                                                'cpu', repeat=1)

@@ -20,8 +20,8 @@ CUDA):
   applications.
 
 Prints markdown tables, writes ``benchmark.json`` and ``benchmark.png``.
-The trained recipes side by side: tools/benchmark_recipes.py; video with
-warm starts: tools/benchmark_video.py.
+The trained recipes side by side (also on video, with warm starts):
+tools/benchmark_recipes.py.
 
 Usage:
     python tools/benchmark.py [--device cpu] [--out-dir DIR] [--quick]

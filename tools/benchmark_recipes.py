@@ -6,15 +6,19 @@ The recipes (``configs/speed/``: the reference's budgets, SHINE backward,
 Jacobian-regularised reduced budgets, fixed-point correction, combined) are
 trained on the segmentation demo data with the same schedule and reported
 side by side: mIoU at equal iterations, the training step (s / iteration,
-batch 4 64x128, implicit phase, mean of 6), inference s / image at
+batch 4 64x128, implicit phase, mean of 6; with a Jacobian loss on a
+fraction p of the steps, the expectation over steps with and without it),
+inference s / image at
 1024x2048, f evaluations (forward and backward in training, forward at
 inference), peak memory (the process's peak RSS on CPU, torch's allocator
 on CUDA). Then, per MDEQ recipe, the learned solver: fitted to the trained
 model (tools/train_solver.py, timed), the test mIoU at 1 to 28 f
-evaluations with Broyden, Anderson and the learned solver, and with the
-learned solver cold and warm-started on the demo video snippets; the
-smallest budget at equal mIoU (within 1 of the recipe's own Broyden at 28)
-of each; 1024x2048 inference with the learned solver at its budget; the
+evaluations with Broyden, Anderson and the learned solver, and with
+Broyden and the learned solver cold and warm-started on the demo video
+snippets (every frame gets the budget; a warm start begins at the previous
+frame's state); the smallest budget at equal mIoU (from which on every
+budget is within 1 of the same solver cold at 28; Broyden's on the test
+images) of each; 1024x2048 inference with the learned solver at its budget; the
 targets against HRNet-W18. Runs are resumable (finished trainings, fits
 and measured recipes are reused). Prints markdown tables, writes
 ``recipes.json``, ``recipes.png`` and ``recipes_solvers.png``.
@@ -64,7 +68,9 @@ def time_recipe(config, checkpoint, data_root, device, kind, repeat,
                        (1024, 2048))
     out = dict(time_s=r['s'], peak_mb=r['peak_mb'])
     for key, name in (('nfev_fwd', 'fwd_nfev'), ('nfev_bwd', 'bwd_nfev'),
-                      ('rel_residual', 'fwd_rel_residual')):
+                      ('rel_residual', 'fwd_rel_residual'),
+                      ('s_without_jac', 'time_s_without_jac'),
+                      ('s_with_jac', 'time_s_with_jac')):
         if key in r:
             out[name] = r[key]
     return out
@@ -90,13 +96,14 @@ def solver_curves(config, checkpoint, data_root, video_root, work_dir):
         curves[solver] = [dict(budget=r['budget'], mIoU=r['value'])
                           for r in test_at_budgets(runner, SEQUENCE_BUDGETS)]
     model = init_model(config, checkpoint)
-    set_solver(model, 'neural', tol=0.)
-    video = sweep_budgets(model, cityscapes_sequences(video_root, 'val'),
-                          SEQUENCE_BUDGETS)
-    for start in ('cold', 'warm'):
-        curves[f'neural video {start}'] = [
-            dict(budget=r['budget'], mIoU=r['mIoU']) for r in video
-            if r['start'] == start]
+    snippets = cityscapes_sequences(video_root, 'val')
+    for solver in ('broyden', 'neural'):
+        set_solver(model, solver, tol=0.)
+        video = sweep_budgets(model, snippets, SEQUENCE_BUDGETS)
+        for start in ('cold', 'warm'):
+            curves[f'{solver} video {start}'] = [
+                dict(budget=r['budget'], mIoU=r['mIoU']) for r in video
+                if r['start'] == start]
     return curves
 
 
@@ -121,11 +128,13 @@ def learned_solver_rows(name, config, ckpt, city, args):
     curves = run_isolated(solver_curves, config=cfg, checkpoint=fitted,
                           data_root=city, video_root=demo_video(),
                           work_dir=osp.join(args.out_dir, 'curves'))
-    ref = curves['broyden'][-1]['mIoU']
-    video_ref = curves['neural video cold'][-1]['mIoU']
-    equal = {s: equal_budget(c, video_ref if 'video' in s else ref)
-             for s, c in curves.items()}
-    row = dict(fit_s=fit_s, curves=curves, equal=equal, own28=ref)
+    # the reference of each curve: its solver cold at the largest budget
+    # on the same frames (Broyden's on the test images)
+    ref = {s: curves[s.replace('warm', 'cold') if 'video' in s
+                     else 'broyden'][-1]['mIoU'] for s in curves}
+    equal = {s: equal_budget(c, ref[s]) for s, c in curves.items()}
+    row = dict(fit_s=fit_s, curves=curves, equal=equal,
+               own28=ref['broyden'])
     if equal['neural']:
         r = run_isolated(time_recipe, config=cfg, checkpoint=fitted,
                          data_root=city, device=args.device, kind='infer',
@@ -197,16 +206,18 @@ def print_recipes(rows):
 def print_learned(base, rows):
     """The learned solver against Broyden and Anderson, and the targets."""
     print('\n### Solvers at equal mIoU (within 1 of Broyden at '
-          f'{max(SEQUENCE_BUDGETS)} f evaluations; video: of the learned '
+          f'{max(SEQUENCE_BUDGETS)} f evaluations; video: of the same '
           'solver cold at the largest budget)\n')
     print(markdown_table(
         ['model', 'mIoU at 28', 'Broyden', 'Anderson', 'learned',
-         'learned, video cold', 'learned, video warm',
+         'Broyden, video cold', 'video warm', 'learned, video cold',
+         'video warm',
          'Broyden / learned', 'fitting (s)', 'inference 1024x2048 at the '
          'learned budget (s)', 'x HRNet', 'train step x HRNet'],
         [[r['name'], f"{r['learned']['own28']:.2f}"] +
          [fmt(r['learned']['equal'][k], 'd') for k in (
-             'broyden', 'anderson', 'neural', 'neural video cold',
+             'broyden', 'anderson', 'neural', 'broyden video cold',
+             'broyden video warm', 'neural video cold',
              'neural video warm')] +
          [fmt(ratio(r['learned']['equal']['broyden'],
                     r['learned']['equal']['neural']), '.2f'),
@@ -250,7 +261,7 @@ def plot_recipes(rows, path):
                       [c['mIoU'] for c in curve], style)
                      for (s, curve), style in zip(
                          r['learned']['curves'].items(),
-                         ('o-', 's-', '^-', 'v--', 'v-'))])
+                         ('o-', 's-', '^-', 'o--', 'o:', '^--', '^:'))])
             for k, r in enumerate(learned)], size=(4, 3.5))
     plot_panels(path, [
         dict(title=title, categories=names,

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from tool_utils import ROOT, final_checkpoint
 
 
 def run(step, cmd):
@@ -56,7 +56,6 @@ def data_options(root):
 def pretrain_finetune_test(wd, city, imnet):
     """Steps 1-3; returns the fine-tuning options that load the
     classifier and the prediction folder."""
-    from tool_utils import final_checkpoint
     run('1/4 pretrain (mmpretrain, ImageNet layout)', [
         'tools/train.py', 'configs/demo/mdeq-demo_cls.py', '--work-dir',
         osp.join(wd, 'cls'), '--cfg-options'

@@ -68,7 +68,7 @@ RECIPES = [
     ('MDEQ-Small JR reduced', 'configs/speed/mdeq-small_jr-reduced.py'),
     ('MDEQ-Small JR + correction', 'configs/speed/mdeq-small_correction.py'),
     ('MDEQ-Small fast (JR + SHINE)', 'configs/speed/mdeq-small_fast.py'),
-    ('MDEQ-Small fast-lite (JR + SHINE, 6 / 2)',
+    ('MDEQ-Small fast-lite (JR 10% + SHINE, 7 / 1)',
      'configs/speed/mdeq-small_fast-lite.py'),
 ]
 #: the demo Cityscapes data (generated and converted when missing)
@@ -117,7 +117,6 @@ def demo_video() -> str:
 def train_recipe(config: str, out_dir: str, quick: bool, cfg_options) -> tuple:
     """Train one recipe on the demo data (reused when done before):
     its work dir and final checkpoint."""
-    from tool_utils import final_checkpoint, train_config
     opts = [f'{d}.dataset.data_root={CITY}'
             for d in ('train_dataloader', 'val_dataloader',
                       'test_dataloader')] + list(cfg_options)

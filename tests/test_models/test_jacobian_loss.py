@@ -66,6 +66,12 @@ def test_jacobian_loss_only_in_training_and_at_its_frequency():
     with torch.no_grad():
         model(x)
     assert model.last_output.jac_loss is None
+    for on in (True, False):  # timing both kinds of step (measure)
+        with model.jacobian_loss_on(on):
+            got = {model(x) is not None and
+                   model.last_output.jac_loss is not None for _ in range(8)}
+        assert got == {on}
+    assert model._jac_forced is None  # restored after the block
     plain = MDEQ('tiny', **fast).train()
     plain(x)
     assert plain.last_output.jac_loss is None

@@ -113,3 +113,37 @@ def test_a_checkpoint_that_cannot_load_stops_before_the_fit(tmp_path):
         assert rc == 1 and 'Traceback' not in out, out[-2000:]
         assert f'error: cannot load {path}' in out
     assert not (tmp_path / 'w').exists()  # nothing written
+
+
+def test_a_classifier_is_fitted_and_tested_with_its_learned_solver(
+        imagenet, tmp_path):
+    """The same tool on an mmpretrain classifier (ImageNet layout): only
+    the learned solver changes, and tools/test.py runs the written config
+    at the budget it names."""
+    from mdeq_mm.apis import find_mdeq, init_model
+    cls = 'configs/demo/mdeq-demo_cls.py'
+    model = init_model(cls)
+    make_contractive(find_mdeq(model))
+    ckpt = str(tmp_path / 'model.pth')
+    torch.save(dict(state_dict=model.state_dict()), ckpt)
+
+    def loader(split):
+        return [f'{split}_dataloader.num_workers=0',
+                f'{split}_dataloader.persistent_workers=False',
+                f'{split}_dataloader.dataset.data_root={imagenet}']
+
+    out = run_tool('train_solver', cls, ckpt, '--work-dir',
+                   str(tmp_path / 'neural'), '--iters', '2', '--steps', '2',
+                   '--reference-budget', '8', '--budget', '2',
+                   '--cfg-options', 'train_dataloader.batch_size=2',
+                   'default_hooks.logger.interval=1', *loader('train'))
+    assert 'loss_iterates' in out and 'fitted in' in out, out[-2000:]
+    stem = str(tmp_path / 'neural' / 'mdeq-demo_cls_neural')
+    before = torch.load(ckpt)['state_dict']
+    after = torch.load(stem + '.pth')['state_dict']
+    assert {k for k in after if '.learned_solver.' in k}
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    out = run_tool('test', stem + '.py', stem + '.pth', '--work-dir',
+                   str(tmp_path / 'test'), '--cfg-options', *loader('test'))
+    assert 'accuracy/top1' in out and 'deq/fwd_nfev: 2.0000' in out, \
+        out[-1500:]

@@ -508,6 +508,9 @@ class MDEQ(BaseModule):
         # what the last forward produced (see MDEQOutput)
         self.last_output: Optional[MDEQOutput] = None
         self.jac_loss_cfg = self._jac_loss_cfg(jac_loss)
+        # None: the Jacobian loss on a random ``freq`` fraction of training
+        # forwards; True / False: on every one / none (jacobian_loss_on)
+        self._jac_forced: Optional[bool] = None
         self._reference_init()
         if frozen:
             self._freeze()
@@ -725,6 +728,19 @@ class MDEQ(BaseModule):
             self.deq_layer.clear()
 
     @contextmanager
+    def jacobian_loss_on(self, on: bool) -> Iterator[None]:
+        """Within the block the Jacobian loss (when configured) runs on
+        every training forward (``on``) or on none, instead of on a random
+        ``freq`` fraction: the two kinds of training step, timed apart,
+        give the expected step time exactly (:func:`mdeq_mm.measure.measure`).
+        """
+        before, self._jac_forced = self._jac_forced, bool(on)
+        try:
+            yield
+        finally:
+            self._jac_forced = before
+
+    @contextmanager
     def fixed_point(self, x: Tensor,
                     z_init: Optional[List[Tensor]] = None
                     ) -> Iterator[FixedPointMap]:
@@ -804,8 +820,10 @@ class MDEQ(BaseModule):
         a ``freq`` fraction of training forwards; None otherwise."""
         cfg = self.jac_loss_cfg
         if (cfg is None or not cfg['weight'] or not self.training
-                or self.frozen or not torch.is_grad_enabled()
-                or float(torch.rand(())) >= cfg['freq']):
+                or self.frozen or not torch.is_grad_enabled()):
+            return None
+        if not (self._jac_forced if self._jac_forced is not None else
+                float(torch.rand(())) < cfg['freq']):
             return None
         packer = StatePacker.like(z)
         flat = packer.pack([t.detach() for t in z]).requires_grad_()
