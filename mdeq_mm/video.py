@@ -137,12 +137,25 @@ def sweep_budgets(model, snippets, budgets: Sequence[int],
             for (w, b), t in sorted(tallies.items(), key=lambda x: x[0][1])]
 
 
+def equal_budget(curve: List[Dict], reference: float,
+                 margin: float = 1.) -> Optional[int]:
+    """The smallest budget of ``curve`` (dicts with ``budget`` and
+    ``mIoU``) from which on every budget's mIoU is at least ``reference -
+    margin``; None if not even the largest budget's is."""
+    best = None
+    for r in sorted(curve, key=lambda r: -r['budget']):
+        if r['mIoU'] < reference - margin:
+            break
+        best = r['budget']
+    return best
+
+
 def equal_miou_budgets(rows: List[Dict], margin: float = 1.
                        ) -> Optional[Dict]:
     """Per start, the fewest f evaluations per frame at equal mIoU: the
     smallest budget from which on every swept budget's mIoU is within
-    ``margin`` of the reference (cold at the largest budget); None if the
-    snippets hold no annotation."""
+    ``margin`` of the reference (cold at the largest budget; the largest
+    budget where none is); None if the snippets hold no annotation."""
     top = max(r['budget'] for r in rows)
     ref = next(r['mIoU'] for r in rows
                if r['start'] == 'cold' and r['budget'] == top)
@@ -150,14 +163,8 @@ def equal_miou_budgets(rows: List[Dict], margin: float = 1.
         return None
     out = dict(reference_mIoU=ref, margin=margin)
     for start in ('cold', 'warm'):
-        mine = sorted((r for r in rows if r['start'] == start),
-                      key=lambda r: -r['budget'])
-        best = top
-        for r in mine:  # from the largest budget down, while within margin
-            if r['mIoU'] < ref - margin:
-                break
-            best = r['budget']
-        out[start] = best
+        out[start] = equal_budget([r for r in rows if r['start'] == start],
+                                  ref, margin) or top
     out['saving'] = out['cold'] / out['warm']
     return out
 
@@ -192,4 +199,4 @@ def plot_rows(rows: List[Dict], path: str) -> str:
 
 
 __all__ = ['VideoTally', 'compare_starts', 'sweep_budgets',
-           'equal_miou_budgets', 'plot_rows']
+           'equal_budget', 'equal_miou_budgets', 'plot_rows']

@@ -318,9 +318,21 @@ def test_equal_miou_budget_is_where_every_larger_budget_is_within_margin():
     eq = equal_miou_budgets(r, margin=1.)
     assert (eq['cold'], eq['warm'], eq['saving']) == (8, 2, 4.)
     assert equal_miou_budgets(r, margin=3.)['cold'] == 4
+    # a warm chain below the margin even at the largest budget: that budget
+    r = cold + rows('warm', [30, 40, 45, 47, 48.5])
+    assert equal_miou_budgets(r)['warm'] == 16
     for x in r:
         x['mIoU'] = None
     assert equal_miou_budgets(r) is None
+
+
+def test_equal_budget_of_one_curve():
+    from mdeq_mm.video import equal_budget
+    curve = [dict(budget=b, mIoU=m)
+             for b, m in zip((1, 2, 3, 4, 6), (5, 43, 41, 44, 44.5))]
+    assert equal_budget(curve, 44.5) == 4  # 3 dips below 43.5
+    assert equal_budget(curve, 44.5, margin=4.) == 2
+    assert equal_budget(curve, 50.) is None  # not even the largest
 
 
 def test_init_model_is_a_drop_in_for_the_host_inference(tmp_path):

@@ -8,18 +8,17 @@ trained on the segmentation demo data with the same schedule and reported
 side by side: mIoU at equal iterations, the training step (s / iteration,
 batch 4 64x128, implicit phase, mean of 6; with a Jacobian loss on a
 fraction p of the steps, the expectation over steps with and without it),
-inference s / image at
-1024x2048, f evaluations (forward and backward in training, forward at
-inference), peak memory (the process's peak RSS on CPU, torch's allocator
-on CUDA). Then, per MDEQ recipe, the learned solver: fitted to the trained
-model (tools/train_solver.py, timed), the test mIoU at 1 to 28 f
-evaluations with Broyden, Anderson and the learned solver, and with
-Broyden and the learned solver cold and warm-started on the demo video
+inference s / image at 1024x2048, f evaluations (forward and backward in
+training, forward at inference), peak memory (the process's peak RSS on
+CPU, torch's allocator on CUDA). Then, per MDEQ recipe, the learned solver:
+fitted to the trained model (tools/train_solver.py, timed), the test mIoU
+at 1 to 28 f evaluations with Broyden, Anderson and the learned solver, and
+with Broyden and the learned solver cold and warm-started on the demo video
 snippets (every frame gets the budget; a warm start begins at the previous
 frame's state); the smallest budget at equal mIoU (from which on every
 budget is within 1 of the same solver cold at 28; Broyden's on the test
-images) of each; 1024x2048 inference with the learned solver at its budget; the
-targets against HRNet-W18. Runs are resumable (finished trainings, fits
+images) of each; 1024x2048 inference with the learned solver at its budget;
+the targets against HRNet-W18. Runs are resumable (finished trainings, fits
 and measured recipes are reused). Prints markdown tables, writes
 ``recipes.json``, ``recipes.png`` and ``recipes_solvers.png``.
 
@@ -40,6 +39,7 @@ import torch
 from mdeq_mm.apis import summarize_run
 from mdeq_mm.measure import run_isolated
 from mdeq_mm.report import fmt, markdown_table, plot_panels, save_results
+from mdeq_mm.video import equal_budget
 from tool_utils import (RECIPES, ROOT, SEQUENCE_BUDGETS, cached_row,
                         demo_cityscapes, demo_video, fit_recipe_solver,
                         train_recipe)
@@ -105,17 +105,6 @@ def solver_curves(config, checkpoint, data_root, video_root, work_dir):
                 dict(budget=r['budget'], mIoU=r['mIoU']) for r in video
                 if r['start'] == start]
     return curves
-
-
-def equal_budget(curve, reference, margin=1.):
-    """The smallest budget from which on every budget's mIoU is at least
-    ``reference - margin`` (None if not even the largest's is)."""
-    best = None
-    for r in sorted(curve, key=lambda r: -r['budget']):
-        if r['mIoU'] < reference - margin:
-            break
-        best = r['budget']
-    return best
 
 
 def learned_solver_rows(name, config, ckpt, city, args):
