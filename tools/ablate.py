@@ -30,8 +30,8 @@ import os.path as osp
 import time
 
 from mdeq_mm.apis import summarize_run
-from tool_utils import (ROOT, demo_cityscapes, final_checkpoint,
-                        train_config)
+from tool_utils import (ROOT, data_root_options, demo_cityscapes,
+                        final_checkpoint, train_config)
 
 A = 'configs/ablations/'
 GROUPS = {
@@ -49,14 +49,6 @@ GROUPS = {
                  ('Jacobian loss 1.0', A + 'jacobian-1.py')],
 }
 BUDGETS = (2, 4, 8, 16, 27)
-
-
-def data_opts(root):
-    if not root:
-        return []
-    return [f'{d}.dataset.data_root={root}'
-            for d in ('train_dataloader', 'val_dataloader',
-                      'test_dataloader')]
 
 
 def budget_rows(work_dir, opts):
@@ -137,9 +129,8 @@ def main(argv=None):
     parser.add_argument('--cfg-options', nargs='+', default=[])
     args = parser.parse_args(argv)
     os.makedirs(osp.join(ROOT, args.work_dir), exist_ok=True)
-    if args.data_root is None:
-        args.data_root = demo_cityscapes()
-    opts = data_opts(args.data_root) + list(args.cfg_options)
+    opts = data_root_options(args.data_root or demo_cityscapes()) + list(
+        args.cfg_options)
     groups = list(GROUPS) + ['budget'] if args.group == 'all' else [
         args.group
     ]

@@ -16,6 +16,11 @@ import platform
 import re
 import sys
 
+try:
+    from packaging.requirements import Requirement
+except ImportError:  # a bare environment: pip's copy
+    from pip._vendor.packaging.requirements import Requirement
+
 SETUP = 'python tools/setup_env.py'
 HERE = osp.dirname(osp.abspath(__file__))
 # a checkout's requirements/, or the installed package's .mim/requirements
@@ -95,14 +100,6 @@ def requirements() -> list:
     return rows
 
 
-def _specifier_contains(spec, version):
-    try:
-        from packaging.specifiers import SpecifierSet
-    except ImportError:  # pragma: no cover
-        from pip._vendor.packaging.specifiers import SpecifierSet
-    return SpecifierSet(spec).contains(version, prereleases=True)
-
-
 # distributions that provide another's modules: a host's headless OpenCV
 # serves mmcv and mmengine, which require opencv-python
 PROVIDED_BY = {
@@ -111,22 +108,47 @@ PROVIDED_BY = {
 }
 
 
+def installed(dist: str) -> tuple:
+    """(distribution, version) installed for ``dist``, a ``PROVIDED_BY``
+    alternative counting; (None, None) when none is."""
+    for name in (dist, ) + PROVIDED_BY.get(dist.lower(), ()):
+        try:
+            return name, metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return None, None
+
+
+def unmet(reqs, closure: bool = False) -> list:
+    """The requirements of ``reqs`` that no installed distribution meets
+    (as ``name + specifier``); with ``closure``, also those of the
+    installed distributions' own requirements, transitively (markers
+    evaluated here; extras not followed)."""
+    todo, seen, out = list(reqs), set(), []
+    while todo:
+        r = Requirement(todo.pop(0))
+        if (r.marker and not r.marker.evaluate({'extra': ''})) or \
+                str(r) in seen:
+            continue
+        seen.add(str(r))
+        dist, version = installed(r.name)
+        if version is None or not r.specifier.contains(version, True):
+            out.append(r.name + str(r.specifier))
+        elif closure:
+            todo += metadata.requires(dist) or []
+    return out
+
+
 def check_one(dist, module, spec):
     """Check one requirement (``PROVIDED_BY`` alternatives count).
 
     Returns:
         tuple[str | None, str | None]: (installed version, problem or None).
     """
-    version = None
-    for name in (dist, ) + PROVIDED_BY.get(dist, ()):
-        try:
-            version = metadata.version(name)
-            break
-        except metadata.PackageNotFoundError:
-            pass
+    version = installed(dist)[1]
     if version is None:
         return None, 'not installed'
-    if spec and not _specifier_contains(spec, version):
+    if spec and unmet([dist + spec]):
         return version, f'version {version} does not satisfy {spec}'
     if module:
         try:

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from tool_utils import ROOT, final_checkpoint
+from tool_utils import ROOT, data_root_options, final_checkpoint
 
 
 def run(step, cmd):
@@ -48,25 +48,20 @@ def prepare_data(data_root):
     return city, imnet
 
 
-def data_options(root):
-    return [f'{split}_dataloader.dataset.data_root={root}'
-            for split in ('train', 'val', 'test')]
-
-
 def pretrain_finetune_test(wd, city, imnet):
     """Steps 1-3; returns the fine-tuning options that load the
     classifier and the prediction folder."""
     run('1/4 pretrain (mmpretrain, ImageNet layout)', [
         'tools/train.py', 'configs/demo/mdeq-demo_cls.py', '--work-dir',
         osp.join(wd, 'cls'), '--cfg-options'
-    ] + data_options(imnet))
+    ] + data_root_options(imnet))
     cls_ckpt = final_checkpoint(
         osp.join(ROOT, 'configs/demo/mdeq-demo_cls.py'), osp.join(wd, 'cls'))
     pre = [f'model.backbone.init_cfg.checkpoint={cls_ckpt}']
     run('2/4 fine-tune (mmseg, Cityscapes layout)', [
         'tools/train.py', 'configs/demo/mdeq-demo_seg_finetune.py',
         '--work-dir', osp.join(wd, 'seg_finetune'), '--cfg-options'
-    ] + data_options(city) + pre)
+    ] + data_root_options(city) + pre)
     seg_ckpt = final_checkpoint(
         osp.join(ROOT, 'configs/demo/mdeq-demo_seg_finetune.py'),
         osp.join(wd, 'seg_finetune'))
@@ -75,7 +70,7 @@ def pretrain_finetune_test(wd, city, imnet):
         'tools/test.py', 'configs/demo/mdeq-demo_seg_finetune.py', seg_ckpt,
         '--work-dir', osp.join(wd, 'seg_finetune'), '--out', pred_dir,
         '--cfg-options'
-    ] + data_options(city) + pre)
+    ] + data_root_options(city) + pre)
     return pre, pred_dir
 
 
@@ -84,11 +79,11 @@ def transfer_baselines(wd, city, pre):
     run('4/4 transfer baselines: from scratch', [
         'tools/train.py', 'configs/demo/mdeq-demo_seg.py', '--work-dir',
         osp.join(wd, 'seg_scratch'), '--cfg-options'
-    ] + data_options(city))
+    ] + data_root_options(city))
     run('4/4 transfer baselines: frozen pretrained backbone', [
         'tools/train.py', 'configs/demo/mdeq-demo_seg_frozen.py',
         '--work-dir', osp.join(wd, 'seg_frozen'), '--cfg-options'
-    ] + data_options(city) + pre)
+    ] + data_root_options(city) + pre)
 
 
 def summarize(wd, names, pred_dir, start):

@@ -49,12 +49,20 @@ import tarfile
 import tempfile
 import time
 
-from check_env import (PROVIDED_BY, pin, read_requirements,
-                       split_requirement)
+from check_env import Requirement, pin, read_requirements, split_requirement
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+try:
+    from packaging.utils import parse_wheel_filename
+except ImportError:  # a bare environment: pip's copy
+    from pip._vendor.packaging.utils import parse_wheel_filename
+
+HERE = osp.dirname(osp.abspath(__file__))
+ROOT = osp.dirname(HERE)
 TORCH_PAIR = (pin('torch'), pin('torchvision'))
 MMCV_VERSION = pin('mmcv')
+MMCV_RANGE = next(Requirement(r).specifier
+                  for r in read_requirements('mminstall.txt')
+                  if split_requirement(r)[0] == 'mmcv')
 _RUNTIME = read_requirements('runtime.txt')
 # setuptools first, with the build tools; mmcv is built in its own step
 BUILD_TOOLS = [r for r in _RUNTIME if split_requirement(r)[0] == 'setuptools'
@@ -123,48 +131,13 @@ def pip(args, step, fix, **kw):
                **kw)
 
 
-def dist_version(name):
-    ok, out = py('import importlib.metadata as m\n'
-                 f'print(m.version({name!r}))')
-    return out.splitlines()[-1] if ok else None
-
-
-PACKAGING = ('try:\n'
-             '    from packaging.requirements import Requirement\n'
-             '    from packaging.version import parse\n'
-             'except ImportError:\n'
-             '    from pip._vendor.packaging.requirements import Requirement\n'
-             '    from pip._vendor.packaging.version import parse\n')
-
-
 def unmet(reqs, closure=False):
-    """Return the requirements of ``reqs`` that no installed dist meets;
-    with ``closure``, also those of the installed dists' own requirements,
-    transitively (markers evaluated here; extras not followed).
-    ``PROVIDED_BY`` alternatives count as the requirement met."""
-    ok, out = py(PACKAGING + 'import importlib.metadata as m\n'
-                 f'alt = {PROVIDED_BY!r}\n'
-                 f'todo, seen = list({list(reqs)!r}), set()\n'
-                 'while todo:\n'
-                 '    req = todo.pop(0)\n'
-                 '    r = Requirement(req)\n'
-                 '    if r.marker and not r.marker.evaluate({"extra": ""}):\n'
-                 '        continue\n'
-                 '    if str(r) in seen:\n'
-                 '        continue\n'
-                 '    seen.add(str(r))\n'
-                 '    v = None\n'
-                 '    for name in (r.name, ) + alt.get(r.name.lower(), ()):\n'
-                 '        try:\n'
-                 '            v, dist = m.version(name), name\n'
-                 '            break\n'
-                 '        except m.PackageNotFoundError:\n'
-                 '            pass\n'
-                 '    if v is None or not r.specifier.contains(\n'
-                 '            v, prereleases=True):\n'
-                 '        print(r.name + str(r.specifier))\n'
-                 f'    elif {closure!r}:\n'
-                 '        todo += m.requires(dist) or []\n')
+    """check_env.unmet, run in a fresh interpreter (so that it sees what
+    the steps before installed)."""
+    ok, out = py('import runpy\n'
+                 f'unmet = runpy.run_path({osp.join(HERE, "check_env.py")!r}'
+                 ')["unmet"]\n'
+                 f'print(*unmet({list(reqs)!r}, {closure!r}), sep="\\n")')
     if not ok:
         raise StepError(f'checking requirements failed:\n{out}')
     return out.splitlines()
@@ -236,12 +209,11 @@ def build_info():
 
 
 def mmcv_ops_ok():
-    ok, out = py(PACKAGING + 'import mmcv, mmcv.ops\n'
-                 'v = parse(mmcv.__version__)\n'
-                 'assert parse("2.0.0rc4") <= v < parse("2.2.0"), '
-                 'mmcv.__version__\n'
-                 'print(mmcv.__version__)')
-    return ok, out.splitlines()[-1] if out else ''
+    """(whether mmcv's compiled ops import and its version is in
+    mminstall.txt's range, the version or the error's last line)."""
+    ok, out = py('import mmcv, mmcv.ops\nprint(mmcv.__version__)')
+    out = out.splitlines()[-1] if out else ''
+    return ok and MMCV_RANGE.contains(out, prereleases=True), out
 
 
 def download_mmcv_sdist(dest, fix):
@@ -387,15 +359,11 @@ def step_mm(args):
     return 'installed ' + ', '.join(missing)
 
 
-def test_requirements():
-    return read_requirements('tests.txt')
-
-
 def step_self(args):
     ok, out = py('import mdeq_mm, os; print(os.path.dirname('
                  'os.path.dirname(mdeq_mm.__file__)))')
     installed = ok and osp.samefile(out.splitlines()[-1], ROOT)
-    missing = unmet(test_requirements())
+    missing = unmet(read_requirements('tests.txt'))
     if installed and not missing:
         return f'already installed (editable) from {ROOT}'
     if not installed:
@@ -424,16 +392,6 @@ def step_check(args):
 PLATFORMS = ('manylinux_2_28_x86_64', 'manylinux_2_27_x86_64',
              'manylinux_2_17_x86_64', 'manylinux2014_x86_64',
              'manylinux1_x86_64')
-
-
-def _packaging():
-    try:
-        from packaging.requirements import Requirement
-        from packaging.utils import parse_wheel_filename
-    except ImportError:
-        from pip._vendor.packaging.requirements import Requirement
-        from pip._vendor.packaging.utils import parse_wheel_filename
-    return Requirement, parse_wheel_filename
 
 
 def _wheel_requires(path):
@@ -480,7 +438,6 @@ def fill_wheelhouse(dest, python_version):
     and every requirement of theirs (one level at a time, ``--no-deps``)
     except HOST_PROVIDED and what those require; plus the mmcv source.
     Needs the network (PyPI); returns a summary line."""
-    Requirement, parse_wheel = _packaging()
     os.makedirs(dest, exist_ok=True)
     env = {'python_version': python_version,
            'python_full_version': python_version + '.0',
@@ -516,7 +473,7 @@ def fill_wheelhouse(dest, python_version):
         for fname in sorted(os.listdir(dest)):
             if not fname.endswith('.whl'):
                 continue
-            name, version = parse_wheel(fname)[:2]
+            name, version = parse_wheel_filename(fname)[:2]
             name = str(name)
             if name not in wanted or not wanted[name].specifier.contains(
                     version, True) or (name in have

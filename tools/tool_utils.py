@@ -22,6 +22,12 @@ def parse_with_launcher(parser, argv=None):
     return args
 
 
+def data_root_options(root: str, splits=('train', 'val', 'test')) -> list:
+    """``--cfg-options`` that point the dataloaders of ``splits`` at
+    ``root``."""
+    return [f'{s}_dataloader.dataset.data_root={root}' for s in splits]
+
+
 def final_checkpoint(config: str, work_dir: str) -> str:
     """The checkpoint an iteration-based run of ``config`` ends with:
     ``work_dir/iter_<max_iters>.pth``."""
@@ -117,9 +123,7 @@ def demo_video() -> str:
 def train_recipe(config: str, out_dir: str, quick: bool, cfg_options) -> tuple:
     """Train one recipe on the demo data (reused when done before):
     its work dir and final checkpoint."""
-    opts = [f'{d}.dataset.data_root={CITY}'
-            for d in ('train_dataloader', 'val_dataloader',
-                      'test_dataloader')] + list(cfg_options)
+    opts = data_root_options(CITY) + list(cfg_options)
     if quick:
         opts += ['train_cfg.max_iters=12', 'train_cfg.val_interval=12',
                  'default_hooks.checkpoint.interval=12',
@@ -148,8 +152,7 @@ def fit_recipe_solver(config: str, checkpoint: str, out_dir: str,
               flush=True)
         cmd = [sys.executable, 'tools/train_solver.py', config, checkpoint,
                '--work-dir', wd, '--cfg-options',
-               f'train_dataloader.dataset.data_root={CITY}',
-               f'test_dataloader.dataset.data_root={CITY}']
+               *data_root_options(CITY, ('train', 'test'))]
         if quick:
             cmd += ['--iters', '4']
         run_logged(cmd, wd + '.log')

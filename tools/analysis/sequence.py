@@ -33,29 +33,29 @@ import argparse
 
 
 def print_table(rows):
-    print('| start | frames | f evaluations / frame | rel. residual | '
-          's / frame | mIoU (annotated frames) |\n|---|---|---|---|---|---|')
-    for r in rows:
-        m = 'n/a' if r['mIoU'] is None else f"{r['mIoU']:.2f}"
-        print(f"| {r['start']} | {r['frames']} | {r['nfev_per_frame']:.1f} "
-              f"| {r['rel_residual']:.2e} | {r['s_per_frame']:.3f} | {m} |")
+    from mdeq_mm.report import fmt, markdown_table
+    print(markdown_table(
+        ['start', 'frames', 'f evaluations / frame', 'rel. residual',
+         's / frame', 'mIoU (annotated frames)'],
+        [[r['start'], r['frames'], f"{r['nfev_per_frame']:.1f}",
+          f"{r['rel_residual']:.2e}", f"{r['s_per_frame']:.3f}",
+          fmt(r['mIoU'], '.2f', 'n/a')] for r in rows]))
     cold, warm = rows
     print(f"\nwarm / cold f evaluations per frame: "
           f"{warm['nfev_per_frame'] / cold['nfev_per_frame']:.2f}")
 
 
 def print_sweep(rows, summary):
-    print('| f evaluations / frame | mIoU cold | mIoU warm | agreement cold '
-          '(%) | agreement warm (%) | rel. residual cold | warm |\n'
-          '|---|---|---|---|---|---|---|')
+    from mdeq_mm.report import fmt, markdown_table
     by = {(r['start'], r['budget']): r for r in rows}
-    for b in sorted({r['budget'] for r in rows}):
-        c, w = by['cold', b], by['warm', b]
-        m = ['n/a' if r['mIoU'] is None else f"{r['mIoU']:.2f}"
-             for r in (c, w)]
-        print(f"| {b} | {m[0]} | {m[1]} | {c['agreement']:.2f} | "
-              f"{w['agreement']:.2f} | {c['rel_residual']:.2e} | "
-              f"{w['rel_residual']:.2e} |")
+    print(markdown_table(
+        ['f evaluations / frame', 'mIoU cold', 'mIoU warm',
+         'agreement cold (%)', 'agreement warm (%)', 'rel. residual cold',
+         'warm'],
+        [[b] + [fmt(by[s, b]['mIoU'], '.2f', 'n/a') for s in ('cold', 'warm')]
+         + [f"{by[s, b]['agreement']:.2f}" for s in ('cold', 'warm')]
+         + [f"{by[s, b]['rel_residual']:.2e}" for s in ('cold', 'warm')]
+         for b in sorted({r['budget'] for r in rows})]))
     if summary:
         print(f"\nat equal mIoU (within {summary['margin']:g} of "
               f"{summary['reference_mIoU']:.2f}): {summary['cold']} f "
