@@ -333,6 +333,18 @@ def _loaded_module(model):
     return model
 
 
+def model_state(checkpoint: dict) -> Optional[dict]:
+    """The state dict of a loaded checkpoint file (a dict with
+    ``state_dict``, or a state dict) as mmengine loads it into a model: a
+    DDP checkpoint's ``module.`` prefix stripped; None when the file holds
+    no dict."""
+    state = checkpoint.get('state_dict', checkpoint) \
+        if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        return None
+    return {re.sub(r'^module\.', '', k): v for k, v in state.items()}
+
+
 def checkpoint_mismatch(model, checkpoint: dict) -> Optional[dict]:
     """How ``checkpoint`` (a loaded file: a dict with ``state_dict``, or a
     state dict) does not fit ``model`` as mmengine would load it (the
@@ -340,13 +352,13 @@ def checkpoint_mismatch(model, checkpoint: dict) -> Optional[dict]:
     ``num_batches_tracked`` ignored): ``dict(missing, unexpected,
     mis_shaped)`` lists of keys (mis-shaped as ``key: checkpoint shape vs
     model shape``), or None when it fits."""
-    state = checkpoint.get('state_dict', checkpoint) \
-        if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict):
+    state = model_state(checkpoint)
+    if state is None:
+        held = checkpoint.get('state_dict', checkpoint) \
+            if isinstance(checkpoint, dict) else checkpoint
         return dict(missing=['<everything>'], unexpected=[],
-                    mis_shaped=[f'the file holds a {type(state).__name__}, '
+                    mis_shaped=[f'the file holds a {type(held).__name__}, '
                                 'not a state dict'])
-    state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
     own = {k: v for k, v in _loaded_module(model).state_dict().items()
            if not k.endswith('num_batches_tracked')}
     given = {k for k in state if not k.endswith('num_batches_tracked')}

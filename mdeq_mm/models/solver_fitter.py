@@ -64,22 +64,23 @@ class LearnedSolverFitter(BaseModel):
         return self.backbone.learned_solver
 
     def _load(self, path: str) -> None:
+        """Load the trained weights as the Runner would (a DDP checkpoint's
+        ``module.`` prefix stripped); the learned solver may be absent from
+        the file (an unfitted one starts), nothing else may."""
         from mmengine.runner.checkpoint import _load_checkpoint
 
-        from mdeq_mm.engine import CheckpointMismatch, checkpoint_mismatch
+        from mdeq_mm.engine import (CheckpointMismatch, checkpoint_mismatch,
+                                    describe_mismatch, model_state)
         ckpt = _load_checkpoint(path, map_location='cpu')
-        problem = checkpoint_mismatch(self.model, ckpt) or {}
-        problem['missing'] = [k for k in problem.get('missing', [])
-                              if '.learned_solver.' not in k]
-        if any(problem.values()):
+        problem = checkpoint_mismatch(self.model, ckpt)
+        if problem:
+            problem['missing'] = [k for k in problem['missing']
+                                  if '.learned_solver.' not in k]
+        if problem and any(problem.values()):
             raise CheckpointMismatch(
-                f'{path} does not fit the config\'s model: ' + '; '.join(
-                    f'{k} {v[:3]}' for k, v in problem.items() if v) +
-                '. Give the config the checkpoint was trained with')
-        state = ckpt.get('state_dict', ckpt)
-        self.model.load_state_dict(
-            {k.replace('module.', '', 1) if k.startswith('module.') else k:
-             v for k, v in state.items()}, strict=False)
+                describe_mismatch(problem, path) + ". Fix: give the config "
+                'the checkpoint was trained with.')
+        self.model.load_state_dict(model_state(ckpt), strict=False)
 
     def init_weights(self) -> None:
         """Nothing to initialise: the model's weights are the checkpoint's
