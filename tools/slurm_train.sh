@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Usage: GPUS=8 tools/slurm_train.sh PARTITION JOB_NAME CONFIG [train.py args]
+# PYTHON (default python3) is the interpreter with the stack
 set -x
 PARTITION=$1
 JOB_NAME=$2
@@ -17,4 +18,4 @@ exec srun -p ${PARTITION} \
     --cpus-per-task=${CPUS_PER_TASK} \
     --kill-on-bad-exit=1 \
     ${SRUN_ARGS} \
-    python -u $(dirname "$0")/train.py ${CONFIG} --launcher="slurm" ${@:4}
+    ${PYTHON:-python3} -u $(dirname "$0")/train.py ${CONFIG} --launcher="slurm" ${@:4}

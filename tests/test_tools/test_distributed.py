@@ -37,8 +37,8 @@ def test_ddp_gradients_on_a_shared_batch_match_single_process(tmp_path):
 
 
 def test_two_process_training_and_testing_with_the_tools(tmp_path):
-    """Smoke test: torchrun + tools/train.py, then tools/test.py on the
-    checkpoint, on CPUs (gloo); both must exit cleanly."""
+    """Smoke test: torchrun + tools/train.py, then tools/dist_test.sh on
+    the checkpoint, on CPUs (gloo); both must exit cleanly."""
     city = cityscapes_train_ids(tmp_path / 'city', n_train=4, n_val=2)
     work = str(tmp_path / 'work')
     log = torchrun(
@@ -52,10 +52,15 @@ def test_two_process_training_and_testing_with_the_tools(tmp_path):
         'model.backbone.solver_cfg.max_iter=2')
     assert osp.isfile(osp.join(work, 'iter_2.pth'))
     assert 'mIoU' in log
-    log = torchrun(
-        'tools/test.py', 'configs/demo/mdeq-demo_seg.py',
-        osp.join(work, 'iter_2.pth'), '--launcher', 'pytorch',
-        '--work-dir', str(tmp_path / 'test'), '--cfg-options',
-        f'test_dataloader.dataset.data_root={city}',
-        'test_dataloader.batch_size=1')
-    assert 'mIoU' in log
+    # the launch script, with no torchrun on PATH: it runs $PYTHON's
+    res = subprocess.run(
+        ['bash', 'tools/dist_test.sh', 'configs/demo/mdeq-demo_seg.py',
+         osp.join(work, 'iter_2.pth'), '2', '--work-dir',
+         str(tmp_path / 'test'), '--cfg-options',
+         f'test_dataloader.dataset.data_root={city}',
+         'test_dataloader.batch_size=1'],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS='1', PORT=str(free_port()),
+                 PYTHON=sys.executable, PATH='/usr/bin:/bin'))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert 'mIoU' in res.stdout + res.stderr

@@ -169,9 +169,12 @@ def test_sigterm_to_one_rank_stops_both_with_one_checkpoint(city,
 
 def test_sigterm_to_the_launch_script_stops_every_rank(city, tmp_path):
     """A scheduler's SIGTERM to tools/dist_train.sh reaches torchrun (the
-    script execs it) and every rank: one checkpoint, nothing left running."""
+    script execs ``$PYTHON -m torch.distributed.run``) and every rank: one
+    checkpoint, nothing left running."""
     work = str(tmp_path / 'work')
-    env = dict(os.environ, OMP_NUM_THREADS='1', PORT=str(free_port()))
+    # no torchrun on PATH: the script runs the given interpreter's
+    env = dict(os.environ, OMP_NUM_THREADS='1', PORT=str(free_port()),
+               PYTHON=sys.executable, PATH='/usr/bin:/bin')
     proc = subprocess.Popen(
         ['bash', 'tools/dist_train.sh', SEG, '2', '--work-dir', work,
          *opts(city, 500, ['train_dataloader.batch_size=1'])],
