@@ -333,13 +333,19 @@ def _loaded_module(model):
     return model
 
 
+def _held_state(checkpoint):
+    """What a loaded checkpoint file holds as its state dict: its
+    ``state_dict`` entry, or the file itself."""
+    return checkpoint.get('state_dict', checkpoint) \
+        if isinstance(checkpoint, dict) else checkpoint
+
+
 def model_state(checkpoint: dict) -> Optional[dict]:
     """The state dict of a loaded checkpoint file (a dict with
     ``state_dict``, or a state dict) as mmengine loads it into a model: a
     DDP checkpoint's ``module.`` prefix stripped; None when the file holds
     no dict."""
-    state = checkpoint.get('state_dict', checkpoint) \
-        if isinstance(checkpoint, dict) else None
+    state = _held_state(checkpoint)
     if not isinstance(state, dict):
         return None
     return {re.sub(r'^module\.', '', k): v for k, v in state.items()}
@@ -354,11 +360,10 @@ def checkpoint_mismatch(model, checkpoint: dict) -> Optional[dict]:
     model shape``), or None when it fits."""
     state = model_state(checkpoint)
     if state is None:
-        held = checkpoint.get('state_dict', checkpoint) \
-            if isinstance(checkpoint, dict) else checkpoint
+        held = type(_held_state(checkpoint)).__name__
         return dict(missing=['<everything>'], unexpected=[],
-                    mis_shaped=[f'the file holds a {type(held).__name__}, '
-                                'not a state dict'])
+                    mis_shaped=[f'the file holds a {held}, not a state '
+                                'dict'])
     own = {k: v for k, v in _loaded_module(model).state_dict().items()
            if not k.endswith('num_batches_tracked')}
     given = {k for k in state if not k.endswith('num_batches_tracked')}

@@ -46,6 +46,13 @@ def test_mismatch_names_missing_unexpected_and_mis_shaped_keys():
     assert not other['missing'] and not other['unexpected']
     assert 'backbone.bn1.bias: (32,) vs (16,)' in \
         other['mis_shaped']
+    # a file that holds no state dict names what it holds
+    for held, name in ((torch.zeros(2), 'Tensor'), ([own], 'list'),
+                       (dict(state_dict=[1]), 'list')):
+        bad = checkpoint_mismatch(model, held)
+        assert bad['missing'] == ['<everything>']
+        assert bad['mis_shaped'] == [
+            f'the file holds a {name}, not a state dict']
 
 
 @pytest.fixture(scope='module')
