@@ -148,7 +148,8 @@ def check_one(dist, module, spec):
     version = installed(dist)[1]
     if version is None:
         return None, 'not installed'
-    if spec and unmet([dist + spec]):
+    if spec and not Requirement(dist + spec).specifier.contains(
+            version, prereleases=True):
         return version, f'version {version} does not satisfy {spec}'
     if module:
         try:
